@@ -1,0 +1,160 @@
+"""The public method API: what a training method (built-in or submitted) sees and may do.
+
+A method is a **base** (owns the per-batch objective) or a **modifier** (hooks into the
+shared training loop). Both are classes with a pydantic ``Config``; the harness builds
+them from the grid, hands them a :class:`TrainContext`, runs the loop in
+:mod:`bench.engine`, and owns the test split, the evaluation and the cost accounting.
+
+A method must not read the test split (it never receives it), change the model's
+architecture, or declare its own cost: every forward and backward pass it runs through
+the context's model is counted by the FLOP meter.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+
+class MethodConfig(BaseModel):
+    """Base for every method's options; unknown keys are errors (typos must not pass)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class Budget:
+    """What the grid grants a training cell."""
+
+    epochs: int
+    batch_size: int
+
+
+@dataclass
+class ThreatModel:
+    """The grid's training threat model; adversarial bases use it unless their config overrides."""
+
+    norm: str = "Linf"
+    eps: float = 8 / 255
+
+
+@dataclass
+class Batch:
+    """One minibatch as it flows through a step. Bases put what they craft here (``x_adv``)
+    so modifiers reuse it instead of attacking again."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    index: torch.Tensor  # positions in the training split, for per-sample bookkeeping
+    replay: int = 0
+    x_adv: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainContext:
+    """Everything a method receives. There is deliberately no test split here."""
+
+    model: nn.Module
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    num_classes: int
+    budget: Budget
+    threat: ThreatModel
+    device: torch.device
+    seed: int
+    generator: torch.Generator
+    attack: Callable[..., torch.Tensor]  # bench.attacks.train.perturb, bound to nothing
+    log: Callable[..., None]  # extra per-epoch fields for the history table
+    optimizer: torch.optim.Optimizer | None = None
+    train_mask: torch.Tensor | None = None  # bool over the training split; None = all samples
+    epoch: int = 0
+    step: int = 0
+    steps_per_epoch: int = 0
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = field(
+        default=lambda logits, y: F.cross_entropy(logits, y, reduction="none")
+    )  # per-example loss; a modifier may replace it (label smoothing, loss mixes)
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def active_indices(self) -> torch.Tensor:
+        n = self.train_x.shape[0]
+        if self.train_mask is None:
+            return torch.arange(n, device=self.train_x.device)
+        return self.train_mask.nonzero().flatten()
+
+
+class Base:
+    """Owns the per-batch objective. Subclasses set ``name``, ``Config`` and ``loss``."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    adversarial: ClassVar[bool] = False  # crafts adversarial examples during training
+    citation: ClassVar[str] = ""
+
+    def __init__(self, config: MethodConfig):
+        self.config = config
+
+    # -- optimisation: defaults follow METHODS.md (SGD 0.1, momentum 0.9, wd 5e-4, cosine)
+    def optimizer(self, ctx: TrainContext) -> torch.optim.Optimizer:
+        cfg = self.config
+        return torch.optim.SGD(
+            ctx.model.parameters(), lr=getattr(cfg, "lr", 0.1),
+            momentum=getattr(cfg, "momentum", 0.9), weight_decay=getattr(cfg, "weight_decay", 5e-4),
+        )
+
+    def learning_rate(self, ctx: TrainContext, progress: float) -> float:
+        """LR at ``progress`` in [0, 1) of the whole run; cosine by default."""
+        import math
+
+        lr = getattr(self.config, "lr", 0.1)
+        return 0.5 * lr * (1 + math.cos(math.pi * progress))
+
+    def epochs(self, ctx: TrainContext) -> int:
+        """Passes over the data; Free-AT divides the budget by its replays."""
+        return ctx.budget.epochs
+
+    def replays(self, ctx: TrainContext) -> int:
+        """Optimizer steps taken on each minibatch (Free-AT's m)."""
+        return 1
+
+    def loss(self, ctx: TrainContext, batch: Batch) -> torch.Tensor:
+        """Scalar loss for one step; must set ``batch.logits`` to the logits it trained on."""
+        raise NotImplementedError
+
+    def after_backward(self, ctx: TrainContext, batch: Batch) -> None:
+        """After ``loss.backward()``, before the optimizer step (Free-AT updates δ here)."""
+
+
+class Modifier:
+    """Hooks into the shared loop. Implement only the hooks you need."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    requires_adversarial: ClassVar[bool] = False  # only valid atop an adversarial base
+    controls_lr: ClassVar[bool] = False  # at most one LR controller per composition
+    replaces_criterion: ClassVar[bool] = False  # at most one criterion per composition
+    citation: ClassVar[str] = ""
+
+    def __init__(self, config: MethodConfig):
+        self.config = config
+
+    def on_train_start(self, ctx: TrainContext) -> None: ...
+    def on_epoch_start(self, ctx: TrainContext) -> None: ...
+    def criterion(self, ctx: TrainContext) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+        return None
+    def extra_loss(self, ctx: TrainContext, batch: Batch) -> torch.Tensor | None:
+        return None
+    def before_step(self, ctx: TrainContext, batch: Batch) -> None: ...
+    def after_step(self, ctx: TrainContext, batch: Batch) -> None: ...
+    def learning_rate(self, ctx: TrainContext, progress: float, base_lr: float) -> float | None:
+        return None
+    def on_epoch_end(self, ctx: TrainContext, metrics: dict[str, float]) -> None: ...
+    def on_train_end(self, ctx: TrainContext) -> None: ...

@@ -1,0 +1,29 @@
+"""Architectures: ``ARCHS.create(name, num_classes=, in_channels=, image_size=, mean=, std=)``.
+
+Every model takes pixels in [0, 1] and starts with a `Normalize` layer. CIFAR-style nets
+(3×3 stem, no max-pool) end in global average pooling, so they also run on 8 px digits and
+28 px Fashion-MNIST. ``timm:<name>`` builds any timm model the same way.
+"""
+from __future__ import annotations
+
+import sys
+
+from torch import nn
+
+from bench.archs import densenet, from_timm, mobilenetv2, preact_resnet, resnet, small_cnn, vgg  # noqa: F401  (register)
+from bench.archs.base import ARCHS, ArchArgs, Normalize, ResidualBlock
+
+__all__ = ["ARCHS", "ArchArgs", "Normalize", "ResidualBlock", "residual_blocks"]
+
+
+def residual_blocks(model: nn.Module) -> list[nn.Module]:
+    """The residual blocks of ``model`` in forward order; empty for non-residual archs.
+
+    Each has ``conv1``, ``conv2`` (bottlenecks also ``conv3``); EWS masks the input channels of
+    ``conv2``. timm's ResNet blocks share that layout and are included.
+    """
+    kinds: tuple[type, ...] = (ResidualBlock,)
+    timm_resnet = sys.modules.get("timm.models.resnet")  # loaded iff a timm model may exist
+    if timm_resnet is not None:
+        kinds += (timm_resnet.BasicBlock, timm_resnet.Bottleneck)
+    return [m for m in model.modules() if isinstance(m, kinds)]

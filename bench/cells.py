@@ -1,0 +1,113 @@
+"""Grid expansion into cells, and the stable keys that name them (DESIGN core idea 2).
+
+A training key hashes everything that determines the trained model; an evaluation key
+is the training key plus the evaluation's own spec. Adding an attack to a grid adds
+evaluation cells only; existing checkpoints are reused.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from bench.spec import AttackSpec, GridSpec, MethodSpec
+
+# Bump only when a change makes old trained models incomparable with new ones.
+TRAIN_PROTOCOL = 1
+EVAL_PROTOCOL = 1
+# Evaluation subsets are the first n points of this one permutation of the test split,
+# so subsets of different sizes are nested (DESIGN, Tables).
+EVAL_PERMUTATION_SEED = 0
+
+
+def stable_hash(payload: dict[str, Any]) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class TrainCell:
+    leaderboard: str
+    method: MethodSpec
+    dataset: str
+    arch: str
+    seed: int
+    epochs: int
+    batch_size: int
+    val_size: float
+    threads: int
+    threat_norm: str
+    threat_eps: float
+    data_root: str | None
+
+    def resolved_config(self) -> dict[str, Any]:
+        from bench.plugins import compose
+
+        return compose(self.method.name, self.method.config).resolved_config()
+
+    @property
+    def key(self) -> str:
+        return stable_hash({
+            "protocol": TRAIN_PROTOCOL, "method": self.method.name,
+            "config": self.resolved_config(), "dataset": self.dataset, "arch": self.arch,
+            "seed": self.seed, "epochs": self.epochs, "batch_size": self.batch_size,
+            "val_size": self.val_size, "threads": self.threads,
+            "threat": [self.threat_norm, round(self.threat_eps, 12)],
+        })
+
+    def describe(self) -> str:
+        return f"{self.method.display} · {self.dataset} · {self.arch} · seed {self.seed}"
+
+
+@dataclass(frozen=True)
+class AttackCell:
+    train: TrainCell
+    attack: AttackSpec
+    n_eval: int
+
+    @property
+    def key(self) -> str:
+        return stable_hash({"protocol": EVAL_PROTOCOL, "train": self.train.key,
+                            "attack": self.attack.model_dump(exclude={"n_eval"}),
+                            "n_eval": self.n_eval, "perm_seed": EVAL_PERMUTATION_SEED})
+
+    def describe(self) -> str:
+        a = self.attack
+        return f"{a.name} {a.norm} ε={a.eps:.4g} on {self.train.describe()}"
+
+
+@dataclass(frozen=True)
+class LatencyCell:
+    train: TrainCell
+    hardware: str
+
+    @property
+    def key(self) -> str:
+        return stable_hash({"protocol": EVAL_PROTOCOL, "train": self.train.key,
+                            "hardware": self.hardware})
+
+    def describe(self) -> str:
+        return f"latency {self.hardware} on {self.train.describe()}"
+
+
+@dataclass
+class Grid:
+    train: list[TrainCell]
+    attacks: list[AttackCell]
+    latency: list[LatencyCell]
+
+
+def expand(spec: GridSpec) -> Grid:
+    train = [
+        TrainCell(leaderboard=spec.name, method=m, dataset=d, arch=a, seed=s,
+                  epochs=spec.budget.epochs, batch_size=spec.budget.batch_size,
+                  val_size=spec.budget.val_size, threads=spec.threads,
+                  threat_norm=spec.train_threat.norm, threat_eps=spec.train_threat.eps,
+                  data_root=spec.data_root)
+        for d in spec.datasets for a in spec.archs for m in spec.methods for s in spec.seeds
+    ]
+    attacks = [AttackCell(t, atk, atk.n_eval or spec.budget.n_eval)
+               for t in train for atk in spec.attacks]
+    latency = [LatencyCell(t, hw) for t in train for hw in spec.hardware]
+    return Grid(train, attacks, latency)

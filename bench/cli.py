@@ -1,0 +1,130 @@
+"""``perbench``: run grids, show leaderboards, list registries, start the app.
+
+Errors a user can cause print one actionable message and exit with code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed without a traceback, exit code 2."""
+
+
+def _leaderboard_dir(path: str) -> Path:
+    p = Path(path)
+    if p.name == "grid.yaml":
+        p = p.parent
+    if not p.is_dir():
+        raise UsageError(f"{p}: no such leaderboard folder (expected leaderboards/<name>/ "
+                         "holding grid.yaml)")
+    return p
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.executor import run_local
+    from bench.spec import load_spec
+
+    board = _leaderboard_dir(args.leaderboard)
+    spec = load_spec(board / "grid.yaml")
+    start = time.perf_counter()
+    report = run_local(spec, board / "results", retry_failed=args.retry_failed,
+                       show_progress=not args.quiet)
+    took = time.perf_counter() - start
+    print(f"{spec.name}: trained {report.trained}, evaluated {report.evaluated}, "
+          f"timed {report.timed}, already done {report.skipped} cells in {took:.1f}s")
+    for line in report.failed:
+        print(f"  FAILED {line}")
+    if not args.quiet:
+        from bench.show import render
+
+        print(render(board / "results", "table"))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from bench.show import render
+
+    board = _leaderboard_dir(args.leaderboard)
+    print(render(board / "results", args.format))
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    registry = _registries()[args.what]
+    for name in registry.list(args.pattern):
+        doc = registry.describe(name)
+        print(f"{name:24s} {doc}" if doc else name)
+    return 0
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    app = Path(__file__).resolve().parent.parent / "app" / "Leaderboard.py"
+    env = dict(os.environ)
+    if args.leaderboard:
+        env["PERBENCH_LEADERBOARD"] = str(_leaderboard_dir(args.leaderboard).resolve())
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
+           "--server.port", str(args.port), "--browser.gatherUsageStats", "false"]
+    return subprocess.call(cmd, env=env)
+
+
+def _registries() -> dict:
+    from bench.archs import ARCHS
+    from bench.attacks import ATTACKS
+    from bench.datasets import DATASETS
+    from bench.hardware import HARDWARE
+    from bench.plugins import METHODS, load_builtin_methods
+
+    load_builtin_methods()
+    return {"methods": METHODS, "datasets": DATASETS, "archs": ARCHS, "attacks": ATTACKS,
+            "hardware": HARDWARE}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="perbench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="fill in the missing cells of a leaderboard's grid")
+    run.add_argument("leaderboard", help="leaderboards/<name> (holding grid.yaml)")
+    run.add_argument("--retry-failed", action="store_true", help="run failed cells again")
+    run.add_argument("--quiet", action="store_true", help="no progress bars or final table")
+    run.set_defaults(fn=cmd_run)
+    show = sub.add_parser("show", help="print a leaderboard ranked by AutoAttack robust accuracy")
+    show.add_argument("leaderboard")
+    show.add_argument("--format", default="table", choices=["table", "csv", "json", "markdown"])
+    show.set_defaults(fn=cmd_show)
+    ls = sub.add_parser("ls", help="list a registry")
+    ls.add_argument("what", choices=["methods", "datasets", "archs", "attacks", "hardware"])
+    ls.add_argument("pattern", nargs="?", default="*", help="shell wildcard, e.g. 'resnet*'")
+    ls.set_defaults(fn=cmd_ls)
+    app = sub.add_parser("app", help="start the Streamlit leaderboard app")
+    app.add_argument("leaderboard", nargs="?")
+    app.add_argument("--port", type=int, default=8501)
+    app.set_defaults(fn=cmd_app)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.registry import UnknownNameError
+    from bench.spec import SpecError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (UsageError, SpecError, UnknownNameError, FileNotFoundError) as exc:
+        print(f"perbench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("perbench: interrupted; finished cells are saved, run the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Run one cell: train a model, evaluate an attack, or measure latency.
+
+Each function returns the rows it produced; the executor writes them. Every cell sets
+its own thread count and seeds, so the same spec gives the same numbers whichever
+process or machine runs it.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from bench import store
+from bench.api import Budget, TrainContext, ThreatModel
+from bench.cells import EVAL_PERMUTATION_SEED, AttackCell, LatencyCell, TrainCell
+from bench.engine import accuracy, train
+from bench.provenance import default_device, device_name, host, versions_json
+
+
+@contextmanager
+def threads(n: int):
+    """Run with exactly ``n`` torch threads (thread count changes results), then restore."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@functools.lru_cache(maxsize=4)
+def load_dataset(name: str, data_root: str | None):
+    from bench.datasets import DATASETS
+
+    return DATASETS.create(name, data_root=data_root)
+
+
+def build_model(data, arch: str) -> torch.nn.Module:
+    from bench.archs import ARCHS
+
+    return ARCHS.create(arch, num_classes=data.num_classes, in_channels=data.train_x.shape[1],
+                        image_size=data.train_x.shape[-1], mean=data.mean, std=data.std)
+
+
+def now() -> pd.Timestamp:
+    return pd.Timestamp.now(tz="UTC")
+
+
+def run_train_cell(cell: TrainCell, results: Path, device: torch.device | None = None,
+                   progress=None) -> tuple[dict, list[dict]]:
+    """Train ``cell``; save its checkpoint; return (runs row, history rows)."""
+    from bench.attacks import perturb
+    from bench.datasets import augment_batch, split_validation
+    from bench.measures import count_nonzero_params, count_params, inference_flops
+    from bench.plugins import compose
+
+    device = device or default_device()
+    comp = compose(cell.method.name, cell.method.config)
+    data = load_dataset(cell.dataset, cell.data_root)
+    with threads(cell.threads):
+        torch.manual_seed(cell.seed)
+        tr_x, tr_y, va_x, va_y = split_validation(data.train_x, data.train_y, cell.val_size, cell.seed)
+        model = build_model(data, cell.arch).to(device)
+        generator = torch.Generator(device=device).manual_seed(cell.seed)
+        state: dict = {}
+
+        def log(**fields) -> None:
+            state.setdefault("log", {}).update(fields)
+
+        ctx = TrainContext(
+            model=model, train_x=tr_x.to(device), train_y=tr_y.to(device), val_x=va_x.to(device),
+            val_y=va_y.to(device), num_classes=data.num_classes,
+            budget=Budget(cell.epochs, cell.batch_size),
+            threat=ThreatModel(cell.threat_norm, cell.threat_eps), device=device, seed=cell.seed,
+            generator=generator, attack=perturb, log=log, state=state,
+        )
+        augment = None if data.augment == "none" else (
+            lambda x, g: augment_batch(x, data.augment, g))
+        stats = train(comp.base, comp.modifiers, ctx, augment=augment, progress=progress)
+        clean = accuracy(model, data.test_x.to(device), data.test_y.to(device))
+        val = stats.history[-1]["val_acc"] if stats.history else None
+        shape = tuple(data.train_x.shape[1:])
+        infer = inference_flops(model, shape)
+        ckpt = store.checkpoint_path(results, cell.key)
+        state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        store.atomic_write_bytes(ckpt, lambda f: torch.save(state_dict, f))
+    run = {
+        "run_id": cell.key, "leaderboard": cell.leaderboard, "method": cell.method.display,
+        "method_config": json.dumps({"name": cell.method.name, **comp.resolved_config()}, sort_keys=True),
+        "dataset": cell.dataset, "arch": cell.arch, "seed": cell.seed, "epochs": cell.epochs,
+        "batch_size": cell.batch_size, "threads": cell.threads, "status": "ok", "error": None,
+        "train_flops": stats.train_flops, "train_samples": stats.train_samples,
+        "train_seconds": stats.train_seconds, "peak_mem_bytes": stats.peak_mem_bytes,
+        "params": count_params(model), "nonzero_params": count_nonzero_params(model),
+        "infer_flops": infer, "clean_acc": clean, "val_acc": val, "n_test": len(data.test_y),
+        "checkpoint": str(ckpt.relative_to(results)), "submission_id": None, "host": host(),
+        "device": device_name(device), "versions": versions_json(), "created_at": now(),
+    }
+    return run, [_history_row(cell.key, row) for row in stats.history]
+
+
+def _history_row(run_id: str, row: dict) -> dict:
+    """Schema columns as they are; what a method logged beyond them goes to ``extra``."""
+    from bench.schema import TABLES
+
+    known = set(TABLES["history"].names)
+    extra = {k: v for k, v in row.items() if k not in known}
+    return {"run_id": run_id, **{k: v for k, v in row.items() if k in known},
+            "extra": json.dumps(extra, default=float) if extra else None}
+
+
+def failed_run_row(cell: TrainCell, error: str) -> dict:
+    return {
+        "run_id": cell.key, "leaderboard": cell.leaderboard, "method": cell.method.display,
+        "method_config": json.dumps({"name": cell.method.name, **cell.method.config}, sort_keys=True),
+        "dataset": cell.dataset, "arch": cell.arch, "seed": cell.seed, "epochs": cell.epochs,
+        "batch_size": cell.batch_size, "threads": cell.threads, "status": "failed",
+        "error": error, "host": host(), "versions": versions_json(), "created_at": now(),
+    }
+
+
+def load_trained(cell: TrainCell, results: Path, device: torch.device):
+    data = load_dataset(cell.dataset, cell.data_root)
+    model = build_model(data, cell.arch)
+    # weights_only: checkpoints in a results folder may come from someone else's run.
+    state = torch.load(store.checkpoint_path(results, cell.key), map_location="cpu",
+                       weights_only=True)
+    model.load_state_dict(state)
+    return data, model.to(device).eval()
+
+
+def eval_subset(data, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """First ``n`` points of one fixed permutation of the test split (nested subsets)."""
+    g = torch.Generator().manual_seed(EVAL_PERMUTATION_SEED)
+    perm = torch.randperm(len(data.test_y), generator=g)[:n]
+    return data.test_x[perm].to(device), data.test_y[perm].to(device)
+
+
+def run_attack_cell(cell: AttackCell, results: Path, device: torch.device | None = None) -> dict:
+    from bench.attacks import ATTACKS, evaluate_attack
+
+    device = device or default_device()
+    a = cell.attack
+    with threads(cell.train.threads):
+        data, model = load_trained(cell.train, results, device)
+        x, y = eval_subset(data, cell.n_eval, device)
+        attack = ATTACKS.create(a.name, norm=a.norm, eps=a.eps, steps=a.steps,
+                                restarts=a.restarts, **a.config)
+        res = evaluate_attack(model, x, y, attack, seed=cell.train.seed)
+    return {
+        "run_id": cell.train.key, "eval_id": cell.key, "attack": a.name, "norm": a.norm,
+        "eps": a.eps, "steps": a.steps if a.steps is not None else attack.default_steps,
+        "restarts": a.restarts, "n_examples": res.n_examples, "clean_acc": res.clean_acc,
+        "robust_acc": res.robust_acc, "attack_seconds": res.seconds,
+        "attack_config": json.dumps(res.config, sort_keys=True, default=str), "status": "ok",
+        "error": None, "created_at": now(),
+    }
+
+
+def failed_attack_row(cell: AttackCell, error: str) -> dict:
+    a = cell.attack
+    return {"run_id": cell.train.key, "eval_id": cell.key, "attack": a.name, "norm": a.norm,
+            "eps": a.eps, "steps": a.steps, "restarts": a.restarts, "n_examples": cell.n_eval,
+            "status": "failed", "error": error, "created_at": now()}
+
+
+def run_latency_cell(cell: LatencyCell, results: Path) -> list[dict]:
+    from bench.hardware import HARDWARE
+    from bench.latency import measure_latency
+
+    data, model = load_trained(cell.train, results, torch.device("cpu"))
+    profile = HARDWARE.create(cell.hardware)
+    return measure_latency(model, tuple(data.train_x.shape[1:]), profile,
+                           run_id=cell.train.key, eval_id=cell.key)

@@ -1,0 +1,47 @@
+"""Table schemas: the column contract with the app and with users' notebooks (DESIGN, Tables).
+
+Extend, don't rename. Each parquet file carries ``schema_version`` in its metadata.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1"
+
+_s, _i, _f, _b, _t = pa.string(), pa.int64(), pa.float64(), pa.bool_(), pa.timestamp("us", tz="UTC")
+
+TABLES: dict[str, pa.Schema] = {
+    "runs": pa.schema([
+        ("run_id", _s), ("leaderboard", _s), ("method", _s), ("method_config", _s),
+        ("dataset", _s), ("arch", _s), ("seed", _i), ("epochs", _i), ("batch_size", _i),
+        ("threads", _i), ("status", _s), ("error", _s), ("train_flops", _f),
+        ("train_samples", _i), ("train_seconds", _f), ("peak_mem_bytes", _i), ("params", _i),
+        ("nonzero_params", _i), ("infer_flops", _f), ("clean_acc", _f), ("val_acc", _f),
+        ("n_test", _i), ("checkpoint", _s), ("submission_id", _s), ("host", _s),
+        ("device", _s), ("versions", _s), ("created_at", _t),
+    ]),
+    "history": pa.schema([
+        ("run_id", _s), ("epoch", _i), ("lr", _f), ("train_loss", _f), ("train_acc", _f),
+        ("val_acc", _f), ("val_robust_acc", _f), ("samples_seen", _i), ("flops_so_far", _f),
+        ("seconds_so_far", _f), ("extra", _s),  # extra: json of method-logged fields
+    ]),
+    "robustness": pa.schema([
+        ("run_id", _s), ("eval_id", _s), ("attack", _s), ("norm", _s), ("eps", _f),
+        ("steps", _i), ("restarts", _i), ("n_examples", _i), ("clean_acc", _f),
+        ("robust_acc", _f), ("attack_seconds", _f), ("attack_config", _s), ("status", _s),
+        ("error", _s), ("created_at", _t),
+    ]),
+    "latency": pa.schema([
+        ("run_id", _s), ("eval_id", _s), ("hardware", _s), ("device_name", _s), ("threads", _i),
+        ("dtype", _s), ("compiled", _b), ("batch_size", _i), ("latency_ms_p50", _f),
+        ("latency_ms_p90", _f), ("throughput_per_s", _f), ("skipped_reason", _s),
+        ("created_at", _t),
+    ]),
+}
+
+# Cell kinds and the tables each one writes (one parquet file per cell per table).
+CELL_TABLES: dict[str, tuple[str, ...]] = {
+    "train": ("runs", "history"),
+    "attack": ("robustness",),
+    "latency": ("latency",),
+}

@@ -1,0 +1,140 @@
+"""``perbench show``: a leaderboard as a terminal table, markdown, CSV or JSON.
+
+The table and markdown formats are for people (percentages with their spread, FLOPs with
+units); CSV and JSON carry the full-precision frame for notebooks and scripts.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+from tabulate import tabulate
+
+from bench.leaderboard import leaderboard_frame, load_tables
+
+FORMATS = ("table", "csv", "json", "markdown")
+_TEXT_COLUMNS = ("method", "dataset", "arch", "status")
+_FLOP_UNITS = (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3))
+
+
+def render(results_dir: Path, fmt: str = "table") -> str:
+    """The leaderboard of ``leaderboards/<name>/results`` in one of ``FORMATS``."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
+    frame, note = leaderboard_frame(load_tables(Path(results_dir)))
+    if fmt == "csv":
+        return frame.to_csv(index=False)
+    if fmt == "json":
+        return json.dumps(_records(frame), indent=2)
+    title = leaderboard_name(Path(results_dir))
+    if frame.empty:
+        return f"{title}: {note}"
+    scope = [frame[c].iloc[0] for c in ("dataset", "arch") if frame[c].nunique() == 1]
+    if scope:
+        title += f" ({', '.join(scope)})"
+    shown = display_frame(frame)
+    align = ["left" if c in _TEXT_COLUMNS else "right" for c in shown.columns]
+    table = tabulate(shown, headers="keys", showindex=False, colalign=align,
+                     tablefmt="pipe" if fmt == "markdown" else "simple", disable_numparse=True)
+    notes = [f"failed: {line}" for line in failures(frame)] + skipped_profiles(frame)
+    if fmt == "markdown":
+        return "\n\n".join([f"## {title}", note, table, *(["\n".join(f"- {n}" for n in notes)]
+                                                             if notes else [])])
+    return "\n".join([f"{title}: {note}", "", table, *notes])
+
+
+def leaderboard_name(results_dir: Path) -> str:
+    """``quickstart`` for ``leaderboards/quickstart/results``."""
+    results_dir = results_dir.resolve()
+    return results_dir.parent.name if results_dir.name == "results" else results_dir.name
+
+
+def flop_unit(value: float) -> tuple[str, float]:
+    """The largest SI unit not above ``value``: ``("TFLOPs", 1e12)`` for 3.2e12."""
+    for prefix, scale in _FLOP_UNITS:
+        if value >= scale:
+            return f"{prefix}FLOPs", scale
+    return "FLOPs", 1.0
+
+
+def format_flops(value: float) -> str:
+    """FLOPs with an SI unit: ``12.0 TFLOPs``."""
+    if pd.isna(value):
+        return ""
+    unit, scale = flop_unit(value)
+    return f"{value / scale:.1f} {unit}"
+
+
+def format_pct(mean: float, std: float) -> str:
+    """``85.3 ± 1.2`` (percent); the spread is left out for a single seed."""
+    if pd.isna(mean):
+        return ""
+    return f"{100 * mean:.1f}" if pd.isna(std) else f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
+def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Formatted strings, one column per shown metric, in leaderboard order."""
+    out = pd.DataFrame({"#": frame["rank"].map(lambda r: "" if pd.isna(r) else str(r)),
+                        "method": frame["method"]})
+    for col in ("dataset", "arch"):  # a single value goes in the title instead
+        if frame[col].nunique() > 1:
+            out[col] = frame[col]
+    out["seeds"] = frame["seeds"].astype(str)
+    out["clean %"] = [format_pct(m, s) for m, s in zip(frame["clean_acc"], frame["clean_acc_std"])]
+    for col in _attack_columns(frame):
+        out[f"{col.removeprefix('robust_')} %"] = [
+            format_pct(m, s) for m, s in zip(frame[col], frame[f"{col}_std"])]
+    out["train FLOPs"] = frame["train_flops"].map(format_flops)
+    out["train s"] = frame["train_seconds"].map(lambda s: "" if pd.isna(s) else f"{s:.1f}")
+    out["infer FLOPs/img"] = frame["infer_flops"].map(format_flops)
+    out["params"] = frame["params"].map(_count)
+    if (frame["nonzero_params"] < frame["params"]).any():  # only pruned models need it
+        out["nonzero"] = frame["nonzero_params"].map(_count)
+    for col in (c for c in frame.columns if c.startswith("latency_ms_")):
+        hw = col.removeprefix("latency_ms_")
+        skipped = frame.get(f"latency_skipped_{hw}", pd.Series(None, index=frame.index))
+        out[f"{hw} ms"] = [f"{ms:.2f}" if not pd.isna(ms) else "skipped" if isinstance(why, str)
+                           else "" for ms, why in zip(frame[col], skipped)]
+    if (frame["status"] != "ok").any():
+        out["status"] = [s if s != "partial" else f"{f} of {f + n} failed"
+                         for s, f, n in zip(frame["status"], frame["failed"], frame["seeds"])]
+    return out
+
+
+def _attack_columns(frame: pd.DataFrame) -> list[str]:
+    """``robust_<attack>`` mean columns; ``robust_acc`` repeats the ranking attack's."""
+    return [c for c in frame.columns
+            if c.startswith("robust_") and not c.endswith("_std") and c != "robust_acc"]
+
+
+def _count(n) -> str:
+    if pd.isna(n):
+        return ""
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
+
+
+def failures(frame: pd.DataFrame) -> list[str]:
+    """One line per group with failed runs or evaluations, with their errors."""
+    return [f"{m} ({d}, {a}) {err}"
+            for m, d, a, err in zip(frame["method"], frame["dataset"], frame["arch"],
+                                    frame["error"]) if isinstance(err, str)]
+
+
+def skipped_profiles(frame: pd.DataFrame) -> list[str]:
+    """Why a hardware profile has no latency: recorded as skipped, never silently dropped."""
+    return [f"{col.removeprefix('latency_skipped_')} latency skipped: {reason}"
+            for col in frame.columns if col.startswith("latency_skipped_")
+            for reason in frame[col].dropna().unique()]
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """JSON-safe records: NaN and NA become null, numpy scalars become Python numbers."""
+    def plain(value):
+        if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+            return None
+        return value.item() if hasattr(value, "item") else value
+
+    return [{k: plain(v) for k, v in row.items()}
+            for row in frame.astype(object).to_dict(orient="records")]

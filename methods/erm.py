@@ -1,0 +1,19 @@
+"""Empirical risk minimisation: plain cross-entropy training."""
+from __future__ import annotations
+
+import torch
+
+from bench.api import Batch, TrainContext
+from bench.plugins import register_method
+from methods._common import SGDBase
+
+
+@register_method
+class ERM(SGDBase):
+    """Standard training with cross-entropy (SGD 0.1, momentum 0.9, wd 5e-4, cosine)."""
+
+    name = "erm"
+
+    def loss(self, ctx: TrainContext, batch: Batch) -> torch.Tensor:
+        batch.logits = ctx.model(batch.x)
+        return ctx.criterion(batch.logits, batch.y).mean()

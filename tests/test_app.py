@@ -1,0 +1,84 @@
+"""The Streamlit leaderboard page, run headless with streamlit's AppTest."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app._data import ENV_VAR, leaderboard_choices, requested_leaderboard, results_stamp
+from bench import store
+from test_leaderboard import run_row, write_results
+
+PAGE = Path(__file__).resolve().parent.parent / "app" / "Leaderboard.py"
+
+
+def run_page(monkeypatch, board: Path) -> AppTest:
+    monkeypatch.setenv(ENV_VAR, str(board))
+    at = AppTest.from_file(PAGE)
+    at.run(timeout=30)
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.fixture
+def board(tmp_path) -> Path:
+    write_results(tmp_path / "fixture" / "results")
+    return tmp_path / "fixture"
+
+
+def test_page_shows_ranked_table_and_chart(monkeypatch, board):
+    at = run_page(monkeypatch, board)
+    assert len(at.dataframe) == 1
+    shown = at.dataframe[0].value
+    assert list(shown["method"]) == ["trades", "pgd_at", "erm", "fast_at"]
+    assert shown["robust_autoattack"].iloc[0] == pytest.approx(59.0)  # percent for display
+    assert any("Ranked by autoattack" in m.value for m in at.markdown)
+    assert any("fast_at" in w.value and "NonFiniteLossError" in w.value for w in at.warning)
+    assert any("cuda latency skipped" in c.value for c in at.caption)
+    assert [s.label for s in at.sidebar.selectbox] == ["Leaderboard", "Dataset", "Architecture"]
+    (chart,) = at.get("vega_lite_chart")
+    encoding = json.loads(chart.proto.spec)["encoding"]
+    assert encoding["x"]["field"] == "train_flops" and encoding["x"]["scale"]["type"] == "log"
+    assert encoding["y"]["field"] == "robust_acc" and encoding["color"]["field"] == "method"
+    assert {"method", "arch", "seeds", "clean_acc"} <= {t["field"] for t in encoding["tooltip"]}
+
+
+def test_page_on_empty_leaderboard(monkeypatch, tmp_path):
+    empty = tmp_path / "empty"
+    (empty / "results").mkdir(parents=True)
+    at = run_page(monkeypatch, empty)
+    assert any("No results yet" in i.value for i in at.info)
+    assert not at.dataframe
+
+
+def test_page_without_robustness_results(monkeypatch, tmp_path):
+    results = tmp_path / "bare" / "results"
+    row = run_row("erm", 0, clean_acc=0.9, train_flops=1e12)
+    store.write_cell(results, "runs", row["run_id"], [row])
+    at = run_page(monkeypatch, tmp_path / "bare")
+    assert len(at.dataframe) == 1
+    assert any("No robustness results to plot" in i.value for i in at.info)
+    assert not at.get("vega_lite_chart")
+
+
+def test_leaderboard_from_argv_or_env(tmp_path, board):
+    argv = ["-q", "--leaderboard", str(board)]
+    assert requested_leaderboard(argv, {}) == board.resolve()
+    assert requested_leaderboard(["-q"], {ENV_VAR: str(board)}) == board.resolve()
+    assert requested_leaderboard([], {}) is None
+    assert leaderboard_choices(board)[0] == board
+
+
+def test_cache_key_follows_results(board):
+    results = board / "results"
+    before = results_stamp(results)
+    row = run_row("erm", 5, clean_acc=0.5)
+    store.write_cell(results, "runs", row["run_id"], [row])
+    assert results_stamp(results) != before
+    path = next((results / "runs").glob("*.parquet"))
+    stamp = results_stamp(results)
+    os.utime(path, ns=(0, 0))
+    assert results_stamp(results) != stamp

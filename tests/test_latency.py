@@ -1,0 +1,77 @@
+"""Latency rows per hardware profile: schema, protocol bookkeeping, skipped profiles.
+
+No wall-clock assertions: timings on a shared CI machine are noise; tests check only
+what the protocol guarantees (ordering of quantiles, positivity, recorded conditions).
+"""
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+import torch
+
+from bench.hardware import HARDWARE, available_cpus
+from bench.latency import measure_latency
+from bench.schema import TABLES
+from conftest import tiny_cnn
+
+FAST = {"batch_sizes": (1, 8), "warmup": 1, "iters": 5}
+
+
+def as_arrow(rows: list[dict]) -> pa.Table:
+    schema = TABLES["latency"]
+    return pa.Table.from_pandas(pd.DataFrame(rows)[schema.names], schema=schema,
+                                preserve_index=False)
+
+
+def test_profiles_registered():
+    assert {"cpu-1t", "cpu", "cuda", "cuda-bf16"} <= set(HARDWARE.list())
+    assert HARDWARE.create("cpu-1t").threads == 1
+    assert HARDWARE.create("cpu", threads=3).resolved_threads() == 3
+    assert HARDWARE.create("cuda-bf16").dtype == "bfloat16"
+
+
+@pytest.mark.parametrize("name", ["cpu-1t", "cpu"])
+def test_cpu_profiles_measure(name):
+    model = tiny_cnn().train()
+    before_state = {k: v.clone() for k, v in model.state_dict().items()}
+    original = torch.get_num_threads()
+    torch.set_num_threads(3)  # differs from both profiles' counts, so a restore shows
+    try:
+        rows = measure_latency(model, (1, 8, 8), HARDWARE.create(name), run_id="r", eval_id="e",
+                               **FAST)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(original)
+    assert model.training and all(torch.equal(v, before_state[k])
+                                  for k, v in model.state_dict().items())
+    assert set(rows[0]) == set(TABLES["latency"].names)
+    as_arrow(rows)  # types fit the table schema
+    expected_threads = 1 if name == "cpu-1t" else available_cpus()
+    assert [r["batch_size"] for r in rows] == [1, 8]
+    for r in rows:
+        assert r["skipped_reason"] is None and r["hardware"] == name
+        assert r["run_id"] == "r" and r["eval_id"] == "e"
+        assert r["threads"] == expected_threads and r["dtype"] == "float32" and not r["compiled"]
+        assert r["device_name"]
+        assert 0 < r["latency_ms_p50"] <= r["latency_ms_p90"]
+        assert r["throughput_per_s"] == pytest.approx(r["batch_size"] * 1000 / r["latency_ms_p50"])
+        assert r["created_at"].tz is not None
+
+
+@pytest.mark.parametrize("name", ["cuda", "cuda-bf16"])
+def test_cuda_profiles_skipped_without_gpu(name):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the profile is measured, not skipped")
+    rows = measure_latency(tiny_cnn(), (1, 8, 8), HARDWARE.create(name), run_id="r", **FAST)
+    assert [r["batch_size"] for r in rows] == [1, 8]
+    for r in rows:
+        assert "CUDA" in r["skipped_reason"]
+        assert r["latency_ms_p50"] is None and r["latency_ms_p90"] is None
+        assert r["throughput_per_s"] is None and r["device_name"] is None
+    as_arrow(rows)
+
+
+def test_rejects_empty_protocol():
+    with pytest.raises(ValueError, match="iters"):
+        measure_latency(tiny_cnn(), (1, 8, 8), HARDWARE.create("cpu-1t"), iters=0)

@@ -1,0 +1,96 @@
+"""Grid specs: each kind of bad input fails before any work, naming file, key, allowed."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.spec import SpecError, load_spec, parse_eps
+
+GOOD = {
+    "name": "t", "datasets": ["digits"], "archs": ["small_cnn"],
+    "methods": ["erm", {"name": "pgd_at", "config": {"steps": 3}}],
+    "attacks": [{"name": "pgd", "norm": "Linf", "eps": "8/255", "steps": 5}],
+    "hardware": ["cpu-1t"], "seeds": [0], "budget": {"epochs": 1, "batch_size": 32},
+}
+
+
+def write(tmp_path: Path, spec: dict) -> Path:
+    board = tmp_path / "board"
+    board.mkdir(exist_ok=True)
+    (board / "grid.yaml").write_text(yaml.safe_dump(spec))
+    return board
+
+
+def with_(**changes) -> dict:
+    spec = {k: (v.copy() if isinstance(v, (dict, list)) else v) for k, v in GOOD.items()}
+    spec.update(changes)
+    return spec
+
+
+def test_good_spec_parses_fraction_eps(tmp_path):
+    spec = load_spec(write(tmp_path, GOOD))
+    assert spec.attacks[0].eps == pytest.approx(8 / 255)
+    assert spec.methods[0].name == "erm" and spec.methods[1].config == {"steps": 3}
+
+
+@pytest.mark.parametrize("value,expected", [(0.1, 0.1), ("8/255", 8 / 255), ("0.031", 0.031), (0, 0.0)])
+def test_parse_eps(value, expected):
+    assert parse_eps(value) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("change,needles", [
+    ({"datasets": ["cifar11"]}, ["datasets[0]", "cifar11", "digits"]),
+    ({"archs": ["resnet999"]}, ["archs[0]", "resnet999", "small_cnn"]),
+    ({"methods": ["sgd_magic"]}, ["methods[0]", "sgd_magic", "pgd_at"]),
+    ({"hardware": ["tpu"]}, ["hardware[0]", "tpu", "cpu-1t"]),
+    ({"attacks": [{"name": "pgdd", "eps": 0.1}]}, ["attacks[0]", "pgdd", "autoattack"]),
+    ({"attacks": [{"name": "pgd", "eps": 1.5}]}, ["attacks[0].eps", "[0, 1]"]),
+    ({"attacks": [{"name": "pgd", "eps": "-8/255"}]}, ["attacks[0].eps"]),
+    ({"attacks": [{"name": "pgd", "eps": 0.1, "norm": "L1"}]}, ["attacks[0].norm", "Linf"]),
+    ({"budget": {"epochs": "ten"}}, ["budget.epochs", "integer"]),
+    ({"budget": {"batch_size": 8}}, ["budget.epochs", "missing"]),
+    ({"seeds": "zero"}, ["seeds"]),
+    ({"epochz": 3}, ["epochz", "unknown key", "datasets"]),
+    ({"methods": [{"name": "erm", "config": {"lrr": 0.1}}]}, ["methods[0]", "lrr", "allowed options", "lr"]),
+    ({"methods": ["caper_unknown+erm"]}, ["methods[0]", "caper_unknown"]),
+])
+def test_bad_specs_name_file_key_and_allowed(tmp_path, change, needles):
+    board = write(tmp_path, with_(**change))
+    with pytest.raises(SpecError) as info:
+        load_spec(board)
+    msg = str(info.value)
+    assert str(board / "grid.yaml") in msg
+    for needle in needles:
+        assert needle in msg, f"{needle!r} not in {msg!r}"
+
+
+def test_missing_top_level_key(tmp_path):
+    spec = with_()
+    del spec["datasets"]
+    with pytest.raises(SpecError, match=r"datasets: missing required key"):
+        load_spec(write(tmp_path, spec))
+
+
+def test_not_yaml_and_missing_file(tmp_path):
+    with pytest.raises(SpecError, match="no such grid file"):
+        load_spec(tmp_path / "nope")
+    (tmp_path / "grid.yaml").write_text("a: [unclosed")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(tmp_path)
+
+
+def test_cli_exits_2_with_message(tmp_path):
+    board = write(tmp_path, with_(archs=["resnet999"]))
+    proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(board)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "resnet999" in proc.stderr and "small_cnn" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (board / "results").exists(), "a bad spec must fail before any work"
+    proc = subprocess.run([sys.executable, "-m", "bench.cli", "show", str(tmp_path / "missing")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "no such leaderboard" in proc.stderr
