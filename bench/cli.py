@@ -39,7 +39,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                        show_progress=not args.quiet)
     took = time.perf_counter() - start
     print(f"{spec.name}: trained {report.trained}, evaluated {report.evaluated}, "
-          f"timed {report.timed}, already done {report.skipped} cells in {took:.1f}s")
+          f"timed {report.timed}, failed {len(report.failed)}, already done {report.skipped} "
+          f"cells in {took:.1f}s")
     for line in report.failed:
         print(f"  FAILED {line}")
     if not args.quiet:

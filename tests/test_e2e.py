@@ -70,7 +70,7 @@ def test_rerun_does_no_work(finished):
     before = {p: p.stat().st_mtime_ns for p in (finished / "results").rglob("*") if p.is_file()}
     proc = perbench("run", str(finished), "--quiet")
     assert proc.returncode == 0, proc.stderr
-    assert "trained 0, evaluated 0, timed 0, already done 8 cells" in proc.stdout
+    assert "trained 0, evaluated 0, timed 0, failed 0, already done 8 cells" in proc.stdout
     after = {p: p.stat().st_mtime_ns for p in (finished / "results").rglob("*") if p.is_file()}
     assert before == after
 
@@ -120,9 +120,14 @@ def test_failed_cell_recorded_once_and_grid_goes_on(board):
     assert runs.loc["erm", "status"] == "failed" and "loss is" in runs.loc["erm", "error"]
     assert runs.loc["fast_at", "status"] == "ok"
     proc = perbench("run", str(board), "--quiet")
-    assert "trained 0" in proc.stdout  # a deterministic failure is not retried forever
+    # A deterministic failure is not retried forever ...
+    assert "trained 0, evaluated 0, timed 0, failed 0, already done 4" in proc.stdout
+    first = rows(board, "runs").set_index("method").loc["erm", "created_at"]
+    # ... unless the user asks: the cell runs again (and fails again, with its reason).
     proc = perbench("run", str(board), "--quiet", "--retry-failed")
-    assert "trained 1" in proc.stdout
+    assert "failed 1" in proc.stdout and "FAILED erm" in proc.stdout
+    again = rows(board, "runs").set_index("method")
+    assert again.loc["erm", "created_at"] != first and again.loc["fast_at", "status"] == "ok"
 
 
 def test_show_formats(finished):
