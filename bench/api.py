@@ -83,6 +83,28 @@ class TrainContext:
         default=lambda logits, y: F.cross_entropy(logits, y, reduction="none")
     )  # per-example loss; a modifier may replace it (label smoothing, loss mixes)
     state: dict[str, Any] = field(default_factory=dict)
+    # Index of each training-split row in the dataset's original training set: what a
+    # method reports when it names samples (CAPER's removed samples).
+    train_ids: torch.Tensor | None = None
+    meter: Any = None  # bench.measures.FlopMeter, set by the loop; see `charged`
+    tables: dict[str, list[dict]] = field(default_factory=dict)
+    run_fields: dict[str, Any] = field(default_factory=dict)
+
+    def emit(self, table: str, rows: list[dict]) -> None:
+        """Add rows to a method table (``removed_samples``, ``layer_sparsity``); the harness
+        fills in ``run_id`` and writes them with the run."""
+        from bench.schema import METHOD_TABLES
+
+        if table not in METHOD_TABLES:
+            raise ValueError(f"methods may write tables {METHOD_TABLES}, not {table!r}")
+        self.tables.setdefault(table, []).extend(rows)
+
+    def charged(self):
+        """Context manager: count the passes run inside as the method's training cost even
+        where the loop does not (epoch-end hooks run with the meter paused)."""
+        from contextlib import nullcontext
+
+        return self.meter.resumed() if self.meter is not None else nullcontext()
 
     def active_indices(self) -> torch.Tensor:
         n = self.train_x.shape[0]

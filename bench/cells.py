@@ -40,6 +40,7 @@ class TrainCell:
     threat_norm: str
     threat_eps: float
     data_root: str | None
+    train_size: int | None = None
 
     def resolved_config(self) -> dict[str, Any]:
         from bench.plugins import compose
@@ -48,13 +49,16 @@ class TrainCell:
 
     @property
     def key(self) -> str:
-        return stable_hash({
+        payload = {
             "protocol": TRAIN_PROTOCOL, "method": self.method.name,
             "config": self.resolved_config(), "dataset": self.dataset, "arch": self.arch,
             "seed": self.seed, "epochs": self.epochs, "batch_size": self.batch_size,
             "val_size": self.val_size, "threads": self.threads,
             "threat": [self.threat_norm, round(self.threat_eps, 12)],
-        })
+        }
+        if self.train_size is not None:  # keys of grids without a subset stay unchanged
+            payload["train_size"] = self.train_size
+        return stable_hash(payload)
 
     def describe(self) -> str:
         return f"{self.method.display} · {self.dataset} · {self.arch} · seed {self.seed}"
@@ -104,7 +108,7 @@ def expand(spec: GridSpec) -> Grid:
                   epochs=spec.budget.epochs, batch_size=spec.budget.batch_size,
                   val_size=spec.budget.val_size, threads=spec.threads,
                   threat_norm=spec.train_threat.norm, threat_eps=spec.train_threat.eps,
-                  data_root=spec.data_root)
+                  data_root=spec.data_root, train_size=spec.budget.train_size)
         for d in spec.datasets for a in spec.archs for m in spec.methods for s in spec.seeds
     ]
     attacks = [AttackCell(t, atk, atk.n_eval or spec.budget.n_eval)

@@ -18,11 +18,11 @@ from bench.data.augment import AUGMENTS, augment_batch
 from bench.data.cifar_files import read_cifar_batch
 from bench.data.idx import idx_file, read_idx
 from bench.data.locate import DatasetNotFoundError, find_dataset_dir
-from bench.data.split import split_validation
+from bench.data.split import split_indices, split_validation
 from bench.registry import Registry
 
 __all__ = ["AUGMENTS", "DATASETS", "DatasetNotFoundError", "DatasetSplits", "augment_batch",
-           "split_validation"]
+           "split_indices", "split_validation"]
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,7 @@ def train(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext, *,
     if cuda:
         torch.cuda.reset_peak_memory_stats(ctx.device)
     meter = FlopMeter()
+    ctx.meter = meter
     start = time.perf_counter()
     model.train()
     with meter:

@@ -84,8 +84,9 @@ def run_local(spec: GridSpec, results: Path, *, retry_failed: bool = False,
                 epoch_bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{row['val_acc'] or 0:.3f}")
 
             try:
-                run, history = runner.run_train_cell(cell, results, device, progress=on_epoch)
-                store.write_cell(results, "history", cell.key, history)
+                run, tables = runner.run_train_cell(cell, results, device, progress=on_epoch)
+                for table, rows in tables.items():
+                    store.write_cell(results, table, cell.key, rows)
                 report.trained += 1
             except Exception as exc:  # a method's bug fails its cell, not the grid
                 run = runner.failed_run_row(cell, _error(exc))

@@ -143,6 +143,18 @@ class FlopMeter:
             if self._entered:
                 self._start()
 
+    @contextmanager
+    def resumed(self) -> Iterator[None]:
+        """Count the work inside even while paused (a method's own epoch-end work)."""
+        if self._counter is not None or not self._entered:
+            yield
+            return
+        self._start()
+        try:
+            yield
+        finally:
+            self._stop(None, None, None)
+
     def _start(self) -> None:
         if self.enabled:
             self._counter = FlopCounterMode(display=False)

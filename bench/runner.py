@@ -18,6 +18,7 @@ from bench import store
 from bench.api import Budget, TrainContext, ThreatModel
 from bench.cells import EVAL_PERMUTATION_SEED, AttackCell, LatencyCell, TrainCell
 from bench.engine import accuracy, train
+from bench.schema import TABLES
 from bench.provenance import default_device, device_name, host, versions_json
 
 
@@ -54,7 +55,7 @@ def run_train_cell(cell: TrainCell, results: Path, device: torch.device | None =
                    progress=None) -> tuple[dict, list[dict]]:
     """Train ``cell``; save its checkpoint; return (runs row, history rows)."""
     from bench.attacks import perturb
-    from bench.datasets import augment_batch, split_validation
+    from bench.datasets import augment_batch
     from bench.measures import count_nonzero_params, count_params, inference_flops
     from bench.plugins import compose
 
@@ -63,7 +64,9 @@ def run_train_cell(cell: TrainCell, results: Path, device: torch.device | None =
     data = load_dataset(cell.dataset, cell.data_root)
     with threads(cell.threads):
         torch.manual_seed(cell.seed)
-        tr_x, tr_y, va_x, va_y = split_validation(data.train_x, data.train_y, cell.val_size, cell.seed)
+        train_ids, val_ids = training_split(data.train_y, cell.val_size, cell.seed, cell.train_size)
+        tr_x, tr_y = data.train_x[train_ids], data.train_y[train_ids]
+        va_x, va_y = data.train_x[val_ids], data.train_y[val_ids]
         model = build_model(data, cell.arch).to(device)
         generator = torch.Generator(device=device).manual_seed(cell.seed)
         state: dict = {}
@@ -77,6 +80,7 @@ def run_train_cell(cell: TrainCell, results: Path, device: torch.device | None =
             budget=Budget(cell.epochs, cell.batch_size),
             threat=ThreatModel(cell.threat_norm, cell.threat_eps), device=device, seed=cell.seed,
             generator=generator, attack=perturb, log=log, state=state,
+            train_ids=train_ids.to(device),
         )
         augment = None if data.augment == "none" else (
             lambda x, g: augment_batch(x, data.augment, g))
@@ -99,8 +103,31 @@ def run_train_cell(cell: TrainCell, results: Path, device: torch.device | None =
         "infer_flops": infer, "clean_acc": clean, "val_acc": val, "n_test": len(data.test_y),
         "checkpoint": str(ckpt.relative_to(results)), "submission_id": None, "host": host(),
         "device": device_name(device), "versions": versions_json(), "created_at": now(),
+        "train_size": len(tr_y),
     }
-    return run, [_history_row(cell.key, row) for row in stats.history]
+    unknown = set(ctx.run_fields) - set(TABLES["runs"].names)
+    if unknown:
+        raise ValueError(f"run_fields {sorted(unknown)} are not columns of the runs table")
+    run.update(ctx.run_fields)
+    tables = {"history": [_history_row(cell.key, row) for row in stats.history]}
+    for table, rows in ctx.tables.items():
+        tables[table] = [{**r, "run_id": cell.key} for r in rows]
+    return run, tables
+
+
+def training_split(train_y: torch.Tensor, val_size: float, seed: int, train_size: int | None,
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train_ids, val_ids) into the dataset's training set: a seeded stratified validation
+    split, then (with ``train_size``) a seeded stratified subset of the rest."""
+    from bench.datasets import split_indices
+
+    val_size = int(val_size) if val_size >= 1 else float(val_size)
+    train_ids, val_ids = split_indices(train_y, val_size, seed)
+    if train_size is not None and train_size < len(train_ids):
+        # split_indices' held-out part is a stratified sample of exactly train_size points.
+        _, keep = split_indices(train_y[train_ids], train_size, seed + 1)
+        train_ids = train_ids[keep]
+    return train_ids, val_ids
 
 
 def _history_row(run_id: str, row: dict) -> dict:

@@ -19,6 +19,9 @@ TABLES: dict[str, pa.Schema] = {
         ("nonzero_params", _i), ("infer_flops", _f), ("clean_acc", _f), ("val_acc", _f),
         ("n_test", _i), ("checkpoint", _s), ("submission_id", _s), ("host", _s),
         ("device", _s), ("versions", _s), ("created_at", _t),
+        # added with the seed methods: the training subset actually granted, and the
+        # fraction of prunable weights that are exactly zero at the end (pruning methods).
+        ("train_size", _i), ("sparsity", _f),
     ]),
     "history": pa.schema([
         ("run_id", _s), ("epoch", _i), ("lr", _f), ("train_loss", _f), ("train_acc", _f),
@@ -36,12 +39,24 @@ TABLES: dict[str, pa.Schema] = {
         ("dtype", _s), ("compiled", _b), ("batch_size", _i), ("latency_ms_p50", _f),
         ("latency_ms_p90", _f), ("throughput_per_s", _f), ("skipped_reason", _s),
         ("created_at", _t),
+        ("execution", _s),  # "dense", or "sparse" for pruned weights run as sparse tensors
+    ]),
+    # Written by methods through ``TrainContext.emit`` (DESIGN, Tables).
+    "removed_samples": pa.schema([
+        ("run_id", _s), ("sample_id", _i), ("label", _i), ("score", _f), ("epoch", _i),
+        ("method", _s),
+    ]),  # sample_id: index into the dataset's original training set
+    "layer_sparsity": pa.schema([
+        ("run_id", _s), ("layer", _s), ("params", _i), ("nonzero", _i),
     ]),
 }
 
+# Tables a method may write through ``TrainContext.emit``; run_id is filled in by the harness.
+METHOD_TABLES = ("removed_samples", "layer_sparsity")
+
 # Cell kinds and the tables each one writes (one parquet file per cell per table).
 CELL_TABLES: dict[str, tuple[str, ...]] = {
-    "train": ("runs", "history"),
+    "train": ("runs", "history", *METHOD_TABLES),
     "attack": ("robustness",),
     "latency": ("latency",),
 }

@@ -74,6 +74,9 @@ class BudgetSpec(_Strict):
     batch_size: int = Field(128, ge=1)
     n_eval: int = Field(500, ge=1, description="test points per attack (nested subsets)")
     val_size: float = Field(0.1, gt=0, description="validation split: fraction (<1) or count")
+    train_size: int | None = Field(
+        None, ge=1, description="train on a seeded class-stratified subset of this many "
+        "training points (after the validation split); None = all")
 
 
 class GridSpec(_Strict):

@@ -7,6 +7,14 @@ import torch
 def split_validation(x: torch.Tensor, y: torch.Tensor, val_size: int | float, seed: int,
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(train_x, train_y, val_x, val_y): ``val_size`` points (a count, or a fraction of
+    ``len(y)``) held out, each class in proportion to its size (see `split_indices`)."""
+    train_idx, val_idx = split_indices(y, val_size, seed)
+    return x[train_idx.to(x.device)], y[train_idx], x[val_idx.to(x.device)], y[val_idx]
+
+
+def split_indices(y: torch.Tensor, val_size: int | float, seed: int,
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train_idx, val_idx) into ``y``: ``val_size`` points (a count, or a fraction of
     ``len(y)``) held out, each class in proportion to its size.
 
     Per-class counts are rounded by largest remainder so they sum to exactly ``val_size``;
@@ -43,4 +51,4 @@ def split_validation(x: torch.Tensor, y: torch.Tensor, val_size: int | float, se
 
     val_idx = is_val.nonzero().squeeze(1).to(y.device)
     train_idx = (~is_val).nonzero().squeeze(1).to(y.device)
-    return x[train_idx.to(x.device)], y[train_idx], x[val_idx.to(x.device)], y[val_idx]
+    return train_idx, val_idx
