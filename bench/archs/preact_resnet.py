@@ -91,3 +91,9 @@ def wrn28_10(**kwargs: Unpack[ArchArgs]) -> nn.Module:
 def wrn34_10(**kwargs: Unpack[ArchArgs]) -> nn.Module:
     """Wide ResNet-34-10 (Madry et al. 2018, TRADES); 46.2M params (CIFAR-10)."""
     return _create_wrn(34, 10, **kwargs)
+
+
+@ARCHS.register()
+def preact_resnet18_w16(**kwargs: Unpack[ArchArgs]) -> nn.Module:
+    """PreAct ResNet-18 at a quarter width (16/32/64/128): a narrow residual net for CPU grids."""
+    return _create_preact((2, 2, 2, 2), (16, 32, 64, 128), 16, **kwargs)
