@@ -73,10 +73,12 @@ class TrainContext:
     seed: int
     generator: torch.Generator
     attack: Callable[..., torch.Tensor]  # bench.attacks.train.perturb, bound to nothing
-    log: Callable[..., None]  # extra per-epoch fields for the history table
+    # log(**fields): extra fields for this epoch's history row; None = the default below
+    log: Callable[..., None] | None = None
     optimizer: torch.optim.Optimizer | None = None
     train_mask: torch.Tensor | None = None  # bool over the training split; None = all samples
     epoch: int = 0
+    epochs: int = 0  # passes over the data this run makes (the base may scale the budget)
     step: int = 0
     steps_per_epoch: int = 0
     criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = field(
@@ -89,6 +91,16 @@ class TrainContext:
     meter: Any = None  # bench.measures.FlopMeter, set by the loop; see `charged`
     tables: dict[str, list[dict]] = field(default_factory=dict)
     run_fields: dict[str, Any] = field(default_factory=dict)
+    # Set by the loop from the base, for modifiers that must adapt to it (AccelAT monitors
+    # adversarial validation accuracy under AT and starts from the base's peak LR).
+    base_adversarial: bool = False
+    peak_lr: float | None = None
+    # ``step_loss(batch)`` runs the base's objective on a batch: an LR finder's probe steps.
+    step_loss: Callable[[Batch], torch.Tensor] | None = None
+
+    def __post_init__(self) -> None:
+        if self.log is None:
+            self.log = lambda **fields: self.state.setdefault("log", {}).update(fields)
 
     def emit(self, table: str, rows: list[dict]) -> None:
         """Add rows to a method table (``removed_samples``, ``layer_sparsity``); the harness
@@ -138,6 +150,10 @@ class Base:
 
         lr = getattr(self.config, "lr", 0.1)
         return 0.5 * lr * (1 + math.cos(math.pi * progress))
+
+    def momentum(self, ctx: TrainContext, progress: float) -> float | None:
+        """SGD momentum at ``progress``; None keeps the optimizer's (one-cycle varies it)."""
+        return None
 
     def epochs(self, ctx: TrainContext) -> int:
         """Passes over the data; Free-AT divides the budget by its replays."""

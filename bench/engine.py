@@ -49,11 +49,14 @@ def train(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext, *,
     stats = TrainStats()
     model = ctx.model
     ctx.optimizer = base.optimizer(ctx)
+    ctx.base_adversarial = base.adversarial
+    ctx.peak_lr = getattr(base.config, "lr", None)
+    ctx.step_loss = lambda batch: base.loss(ctx, batch)
     for mod in modifiers:
         crit = mod.criterion(ctx)
         if crit is not None:
             ctx.criterion = crit
-    epochs = base.epochs(ctx)
+    epochs = ctx.epochs = base.epochs(ctx)
     replays = base.replays(ctx)
     bs = ctx.budget.batch_size
     cuda = ctx.device.type == "cuda"
@@ -140,6 +143,9 @@ def _set_lr(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext, progre
         override = mod.learning_rate(ctx, progress, lr)
         if override is not None:
             lr = override
+    momentum = base.momentum(ctx, progress)
     for group in ctx.optimizer.param_groups:
         group["lr"] = lr
+        if momentum is not None and "momentum" in group:
+            group["momentum"] = momentum
     return lr

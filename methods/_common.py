@@ -7,9 +7,11 @@ import torch
 from pydantic import Field
 
 from bench.api import Base, MethodConfig, TrainContext
-from bench.schedules import schedule_lr
+from bench.schedules import schedule_lr, schedule_momentum
 
-Schedule = Literal["constant", "cosine", "piecewise", "cyclic"]
+# Names of bench.schedules.SCHEDULES (a Literal so a typo fails at spec validation).
+Schedule = Literal["constant", "cosine", "piecewise", "step", "cyclic", "one_cycle", "cyclical",
+                   "warm_restarts"]
 
 
 class SGDConfig(MethodConfig):
@@ -36,6 +38,9 @@ class SGDBase(Base):
 
     def learning_rate(self, ctx: TrainContext, progress: float) -> float:
         return schedule_lr(self.config.schedule, self.config.lr, progress)
+
+    def momentum(self, ctx: TrainContext, progress: float) -> float | None:
+        return schedule_momentum(self.config.schedule, progress)
 
     def eps(self, ctx: TrainContext) -> float:
         return ctx.threat.eps if self.config.eps is None else self.config.eps
