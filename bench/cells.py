@@ -73,7 +73,8 @@ class AttackCell:
     @property
     def key(self) -> str:
         return stable_hash({"protocol": EVAL_PROTOCOL, "train": self.train.key,
-                            "attack": self.attack.model_dump(exclude={"n_eval"}),
+                            # n_eval is keyed separately; seeds only select runs
+                            "attack": self.attack.model_dump(exclude={"n_eval", "seeds"}),
                             "n_eval": self.n_eval, "perm_seed": EVAL_PERMUTATION_SEED})
 
     def describe(self) -> str:
@@ -112,6 +113,7 @@ def expand(spec: GridSpec) -> Grid:
         for d in spec.datasets for a in spec.archs for m in spec.methods for s in spec.seeds
     ]
     attacks = [AttackCell(t, atk, atk.n_eval or spec.budget.n_eval)
-               for t in train for atk in spec.attacks]
+               for t in train for atk in spec.attacks
+               if atk.seeds is None or t.seed in atk.seeds]
     latency = [LatencyCell(t, hw) for t in train for hw in spec.hardware]
     return Grid(train, attacks, latency)

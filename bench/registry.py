@@ -40,7 +40,8 @@ class Registry(Generic[T]):
             if key in self._entries and self._entries[key] is not fn:
                 raise ValueError(f"{self.kind} {key!r} is already registered")
             self._entries[key] = fn
-            self._docs[key] = (doc or (fn.__doc__ or "").strip().splitlines() or [""])[0]
+            text = doc if doc is not None else (fn.__doc__ or "")
+            self._docs[key] = (text.strip().splitlines() or [""])[0]
             return fn
 
         return wrap

@@ -57,6 +57,8 @@ class AttackSpec(_Strict):
     steps: int | None = Field(None, ge=0)
     restarts: int = Field(1, ge=1)
     n_eval: int | None = Field(None, ge=1, description="points evaluated; default budget.n_eval")
+    seeds: list[int] | None = Field(None, description="evaluate only runs of these seeds "
+                                    "(costly attacks on one seed); None = every seed")
     config: dict[str, Any] = Field(default_factory=dict)
 
     _eps = field_validator("eps", mode="before")(lambda cls, v: parse_eps(v))

@@ -34,3 +34,10 @@ def test_config_errors_name_the_part():
         compose("trades", {"beta": "large"})
     with pytest.raises(CompositionError, match="name no part"):
         compose("erm", {"erm": {}, "caper": {}})
+
+
+def test_registry_docs_are_whole_first_lines():
+    from bench.plugins import METHODS, load_builtin_methods
+
+    load_builtin_methods()
+    assert METHODS.describe("erm").startswith("Standard training with cross-entropy")

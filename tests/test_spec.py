@@ -94,3 +94,33 @@ def test_cli_exits_2_with_message(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bench.cli", "show", str(tmp_path / "missing")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "no such leaderboard" in proc.stderr
+
+
+def test_attack_seeds_select_runs_and_train_size_keys(tmp_path):
+    from bench.cells import expand
+
+    spec = with_(seeds=[0, 1], attacks=[
+        {"name": "pgd", "eps": 0.1, "steps": 5},
+        {"name": "autoattack", "eps": 0.1, "n_eval": 100, "seeds": [0]}])
+    grid = expand(load_spec(write(tmp_path, spec)))
+    assert len(grid.train) == 4
+    assert sorted((c.attack.name, c.train.seed) for c in grid.attacks if c.attack.name == "autoattack") \
+        == [("autoattack", 0), ("autoattack", 0)]
+    assert len(grid.attacks) == 4 + 2
+    subset = expand(load_spec(write(tmp_path, with_(budget={"epochs": 1, "train_size": 100}))))
+    assert subset.train[0].train_size == 100
+    assert subset.train[0].key != expand(load_spec(write(tmp_path, GOOD))).train[0].key
+
+
+def test_training_split_subset_is_stratified_and_disjoint_from_validation():
+    import torch
+
+    from bench.runner import training_split
+
+    y = torch.arange(10).repeat(100)
+    train_ids, val_ids = training_split(y, 100.0, seed=0, train_size=300)
+    assert len(train_ids) == 300 and len(val_ids) == 100
+    assert not set(train_ids.tolist()) & set(val_ids.tolist())
+    assert torch.bincount(y[train_ids]).tolist() == [30] * 10
+    again, _ = training_split(y, 100.0, seed=0, train_size=300)
+    assert torch.equal(train_ids, again)
