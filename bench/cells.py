@@ -41,6 +41,7 @@ class TrainCell:
     threat_eps: float
     data_root: str | None
     train_size: int | None = None
+    augment: str | None = None  # None = the dataset's default
 
     def resolved_config(self) -> dict[str, Any]:
         from bench.plugins import compose
@@ -56,8 +57,10 @@ class TrainCell:
             "val_size": self.val_size, "threads": self.threads,
             "threat": [self.threat_norm, round(self.threat_eps, 12)],
         }
-        if self.train_size is not None:  # keys of grids without a subset stay unchanged
-            payload["train_size"] = self.train_size
+        # Options added later enter the key only when set, so older keys stay valid.
+        for option in ("train_size", "augment"):
+            if getattr(self, option) is not None:
+                payload[option] = getattr(self, option)
         return stable_hash(payload)
 
     def describe(self) -> str:
@@ -109,7 +112,8 @@ def expand(spec: GridSpec) -> Grid:
                   epochs=spec.budget.epochs, batch_size=spec.budget.batch_size,
                   val_size=spec.budget.val_size, threads=spec.threads,
                   threat_norm=spec.train_threat.norm, threat_eps=spec.train_threat.eps,
-                  data_root=spec.data_root, train_size=spec.budget.train_size)
+                  data_root=spec.data_root, train_size=spec.budget.train_size,
+                  augment=spec.augment)
         for d in spec.datasets for a in spec.archs for m in spec.methods for s in spec.seeds
     ]
     attacks = [AttackCell(t, atk, atk.n_eval or spec.budget.n_eval)

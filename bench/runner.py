@@ -82,8 +82,8 @@ def run_train_cell(cell: TrainCell, results: Path, device: torch.device | None =
             generator=generator, attack=perturb, log=log, state=state,
             train_ids=train_ids.to(device),
         )
-        augment = None if data.augment == "none" else (
-            lambda x, g: augment_batch(x, data.augment, g))
+        kind = cell.augment or data.augment
+        augment = None if kind == "none" else (lambda x, g: augment_batch(x, kind, g))
         stats = train(comp.base, comp.modifiers, ctx, augment=augment, progress=progress)
         clean = accuracy(model, data.test_x.to(device), data.test_y.to(device))
         val = stats.history[-1]["val_acc"] if stats.history else None
@@ -103,7 +103,7 @@ def run_train_cell(cell: TrainCell, results: Path, device: torch.device | None =
         "infer_flops": infer, "clean_acc": clean, "val_acc": val, "n_test": len(data.test_y),
         "checkpoint": str(ckpt.relative_to(results)), "submission_id": None, "host": host(),
         "device": device_name(device), "versions": versions_json(), "created_at": now(),
-        "train_size": len(tr_y),
+        "train_size": len(tr_y), "augment": kind,
     }
     unknown = set(ctx.run_fields) - set(TABLES["runs"].names)
     if unknown:

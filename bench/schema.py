@@ -21,7 +21,7 @@ TABLES: dict[str, pa.Schema] = {
         ("device", _s), ("versions", _s), ("created_at", _t),
         # added with the seed methods: the training subset actually granted, and the
         # fraction of prunable weights that are exactly zero at the end (pruning methods).
-        ("train_size", _i), ("sparsity", _f),
+        ("train_size", _i), ("sparsity", _f), ("augment", _s),
     ]),
     "history": pa.schema([
         ("run_id", _s), ("epoch", _i), ("lr", _f), ("train_loss", _f), ("train_acc", _f),

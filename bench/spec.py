@@ -93,6 +93,8 @@ class GridSpec(_Strict):
     budget: BudgetSpec
     train_threat: ThreatSpec = ThreatSpec()
     threads: int = Field(2, ge=1, description="torch threads per cell (recorded; changes results)")
+    augment: Literal["none", "crop", "crop_flip"] | None = Field(
+        None, description="training augmentation; None = the dataset's default")
     data_root: str | None = None
 
     @field_validator("methods", mode="before")
