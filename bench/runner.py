@@ -196,10 +196,16 @@ def failed_attack_row(cell: AttackCell, error: str) -> dict:
 
 
 def run_latency_cell(cell: LatencyCell, results: Path) -> list[dict]:
+    """Dense latency rows, plus sparse-execution rows when the checkpoint is pruned (some
+    conv or linear layer mostly zeros: what a pruning method is for)."""
     from bench.hardware import HARDWARE
-    from bench.latency import measure_latency
+    from bench.latency import measure_latency, sparse_layers
 
     data, model = load_trained(cell.train, results, torch.device("cpu"))
     profile = HARDWARE.create(cell.hardware)
-    return measure_latency(model, tuple(data.train_x.shape[1:]), profile,
-                           run_id=cell.train.key, eval_id=cell.key)
+    shape = tuple(data.train_x.shape[1:])
+    rows = measure_latency(model, shape, profile, run_id=cell.train.key, eval_id=cell.key)
+    if sparse_layers(model):
+        rows += measure_latency(model, shape, profile, execution="sparse",
+                                run_id=cell.train.key, eval_id=cell.key)
+    return rows

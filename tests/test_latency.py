@@ -5,13 +5,15 @@ what the protocol guarantees (ordering of quantiles, positivity, recorded condit
 """
 from __future__ import annotations
 
+import copy
+
 import pandas as pd
 import pyarrow as pa
 import pytest
 import torch
 
 from bench.hardware import HARDWARE, available_cpus
-from bench.latency import measure_latency
+from bench.latency import measure_latency, sparse_layers, to_sparse_execution
 from bench.schema import TABLES
 from conftest import tiny_cnn
 
@@ -53,6 +55,7 @@ def test_cpu_profiles_measure(name):
         assert r["skipped_reason"] is None and r["hardware"] == name
         assert r["run_id"] == "r" and r["eval_id"] == "e"
         assert r["threads"] == expected_threads and r["dtype"] == "float32" and not r["compiled"]
+        assert r["execution"] == "dense"
         assert r["device_name"]
         assert 0 < r["latency_ms_p50"] <= r["latency_ms_p90"]
         assert r["throughput_per_s"] == pytest.approx(r["batch_size"] * 1000 / r["latency_ms_p50"])
@@ -75,3 +78,59 @@ def test_cuda_profiles_skipped_without_gpu(name):
 def test_rejects_empty_protocol():
     with pytest.raises(ValueError, match="iters"):
         measure_latency(tiny_cnn(), (1, 8, 8), HARDWARE.create("cpu-1t"), iters=0)
+
+
+def pruned_tiny_cnn() -> torch.nn.Module:
+    model = tiny_cnn()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p[torch.rand(p.shape, generator=torch.Generator().manual_seed(0)) < 0.8] = 0
+    return model
+
+
+def test_sparse_execution_rows():
+    rows = measure_latency(pruned_tiny_cnn(), (1, 8, 8), HARDWARE.create("cpu-1t"),
+                           execution="sparse", run_id="r", **FAST)
+    as_arrow(rows)
+    assert [r["execution"] for r in rows] == ["sparse", "sparse"]
+    assert all(r["skipped_reason"] is None and 0 < r["latency_ms_p50"] <= r["latency_ms_p90"]
+               for r in rows)
+
+
+def test_sparse_execution_without_a_kernel_is_skipped(monkeypatch):
+    def missing(*args, **kwargs):
+        raise NotImplementedError("no sparse kernel here")
+
+    monkeypatch.setattr(torch.sparse, "mm", missing)
+    rows = measure_latency(pruned_tiny_cnn(), (1, 8, 8), HARDWARE.create("cpu-1t"),
+                           execution="sparse", **FAST)
+    as_arrow(rows)
+    for r in rows:
+        assert r["execution"] == "sparse" and r["latency_ms_p50"] is None
+        assert "no sparse kernel here" in r["skipped_reason"]
+
+
+def test_sparse_execution_matches_dense():
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 16, 3, stride=2, padding=2, dilation=2, bias=False),
+        torch.nn.Conv2d(16, 16, 3, padding=1, groups=4), torch.nn.Flatten(),
+        torch.nn.Linear(16 * 3 * 3, 5),
+    ).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p[torch.rand(p.shape, generator=torch.Generator().manual_seed(p.numel())) < 0.7] = 0
+    assert sparse_layers(model) == ["0", "2", "3", "5"]
+    sparse = to_sparse_execution(copy.deepcopy(model))
+    x = torch.rand(4, 3, 6, 6, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(sparse(x), model(x), atol=1e-5)
+
+
+def test_dense_model_has_nothing_to_run_sparse():
+    assert sparse_layers(tiny_cnn()) == []
+    rows = measure_latency(tiny_cnn(), (1, 8, 8), HARDWARE.create("cpu-1t"), execution="sparse",
+                           **FAST)
+    assert all("nothing to run sparse" in r["skipped_reason"] for r in rows)
