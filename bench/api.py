@@ -184,6 +184,13 @@ class Modifier:
     def __init__(self, config: MethodConfig):
         self.config = config
 
+    @classmethod
+    def check_model(cls, model: nn.Module) -> str | None:
+        """Why this modifier cannot train ``model`` (e.g. EWS needs residual blocks), or None.
+        Called at spec validation on a meta-device build of each grid arch, and on the real
+        model before training."""
+        return None
+
     def on_train_start(self, ctx: TrainContext) -> None: ...
     def on_epoch_start(self, ctx: TrainContext) -> None: ...
     def criterion(self, ctx: TrainContext) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:

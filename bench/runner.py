@@ -68,6 +68,10 @@ def run_train_cell(cell: TrainCell, results: Path, device: torch.device | None =
         tr_x, tr_y = data.train_x[train_ids], data.train_y[train_ids]
         va_x, va_y = data.train_x[val_ids], data.train_y[val_ids]
         model = build_model(data, cell.arch).to(device)
+        for mod in comp.modifiers:  # e.g. EWS on an arch without residual blocks
+            problem = mod.check_model(model)
+            if problem is not None:
+                raise ValueError(f"arch {cell.arch!r}: {problem}")
         generator = torch.Generator(device=device).manual_seed(cell.seed)
         state: dict = {}
 

@@ -195,11 +195,17 @@ def validate_names(spec: GridSpec, path: Path) -> None:
     check(DATASETS, "datasets", spec.datasets)
     check(ARCHS, "archs", spec.archs)
     check(HARDWARE, "hardware", spec.hardware)
+    meta_models: dict = {}  # arch -> model on the meta device, built once per validation
     for i, m in enumerate(spec.methods):
         try:
-            compose(m.name, m.config)
+            comp = compose(m.name, m.config)
         except CompositionError as exc:
             problems.append(f"  methods[{i}] ({m.name}): {exc}")
+            continue
+        for arch in spec.archs:
+            problem = _model_problem(comp, arch, meta_models)
+            if problem is not None:
+                problems.append(f"  methods[{i}] ({m.name}) on arch {arch!r}: {problem}")
     for i, a in enumerate(spec.attacks):
         if a.name not in ATTACKS:
             problems.append(f"  attacks[{i}].name: unknown attack {a.name!r}; "
@@ -212,3 +218,31 @@ def validate_names(spec: GridSpec, path: Path) -> None:
             problems.append(f"  attacks[{i}] ({a.name}): {exc}")
     if problems:
         raise SpecError("\n".join([f"{path}: invalid grid spec", *problems]))
+
+
+def _model_problem(comp, arch: str, cache: dict) -> str | None:
+    """A modifier's objection to ``arch`` (EWS needs residual blocks). The arch is built on
+    the meta device (no memory, milliseconds), and only for modifiers that check models."""
+    import torch
+
+    from bench.api import Modifier
+    from bench.archs import ARCHS
+
+    checkers = [mod for mod in comp.modifiers
+                if type(mod).check_model.__func__ is not Modifier.check_model.__func__]
+    if not checkers or arch not in ARCHS:  # an unknown arch is reported under archs[i]
+        return None
+    if arch not in cache:
+        try:
+            with torch.device("meta"):
+                cache[arch] = ARCHS.create(arch, num_classes=10, in_channels=3, image_size=32,
+                                           mean=[0.5] * 3, std=[0.5] * 3)
+        except Exception:  # noqa: BLE001  (not buildable on meta: the runner checks the model)
+            cache[arch] = None
+    if cache[arch] is None:
+        return None
+    for mod in checkers:
+        problem = mod.check_model(cache[arch])
+        if problem is not None:
+            return problem
+    return None

@@ -43,5 +43,7 @@ class TRADES(SGDBase):
                                  loss_fn=lambda logits, _y: _kl(logits, target).sum())
         model.train()
         batch.logits = model(batch.x)
-        robust = _kl(model(batch.x_adv), batch.logits)
+        # batch.logits are the clean logits; modifiers that distil on x_adv (EWS) reuse these.
+        batch.extra["logits_adv"] = model(batch.x_adv)
+        robust = _kl(batch.extra["logits_adv"], batch.logits)
         return (ctx.criterion(batch.logits, batch.y) + self.config.beta * robust).mean()
