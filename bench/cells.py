@@ -115,6 +115,7 @@ def expand(spec: GridSpec) -> Grid:
                   data_root=spec.data_root, train_size=spec.budget.train_size,
                   augment=spec.augment)
         for d in spec.datasets for a in spec.archs for m in spec.methods for s in spec.seeds
+        if m.archs is None or a in m.archs
     ]
     attacks = [AttackCell(t, atk, atk.n_eval or spec.budget.n_eval)
                for t in train for atk in spec.attacks

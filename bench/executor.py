@@ -1,7 +1,7 @@
 """The local executor: fill in whatever cells of a grid are missing, in order.
 
-Training cells first, then attack cells, then latency cells (alone, never beside another
-cell). A cell is done when its primary file exists, so an interrupted run (Ctrl-C or
+Run by run: a training cell, then its attack cells; the latency cells last (alone, never
+beside another cell: this executor runs one cell at a time). A cell is done when its primary file exists, so an interrupted run (Ctrl-C or
 kill -9) resumes from the last finished cell and a finished grid re-runs nothing.
 A cell that fails deterministically is recorded once as failed with its reason.
 """
@@ -67,50 +67,23 @@ def _trained_ok(results: Path, key: str) -> bool:
 
 def run_local(spec: GridSpec, results: Path, *, retry_failed: bool = False,
               device: torch.device | None = None, show_progress: bool = True) -> RunReport:
+    """Run the missing cells run by run (train, then attack that model), so an interrupted
+    grid leaves evaluated models rather than many unevaluated ones; then all latency cells,
+    short and last, so they can be re-timed on a quiet machine without the long work."""
     results = Path(results)
     grid = expand(spec)
     train, attacks, latency = pending(grid, results, retry_failed)
     report = RunReport(skipped=len(grid.train) + len(grid.attacks) + len(grid.latency)
                        - len(train) - len(attacks) - len(latency))
     total = len(train) + len(attacks) + len(latency)
+    to_train = {c.key for c in train}
     bar = tqdm(total=total, desc=spec.name, unit="cell", disable=not show_progress or total == 0)
     try:
-        for cell in train:
-            bar.set_postfix_str(f"train {cell.describe()}")
-            epoch_bar = tqdm(total=None, desc="  epochs", leave=False, disable=not show_progress)
-
-            def on_epoch(row: dict) -> None:
-                epoch_bar.update(1)
-                epoch_bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{row['val_acc'] or 0:.3f}")
-
-            try:
-                run, tables = runner.run_train_cell(cell, results, device, progress=on_epoch)
-                for table, rows in tables.items():
-                    store.write_cell(results, table, cell.key, rows)
-                report.trained += 1
-            except Exception as exc:  # a method's bug fails its cell, not the grid
-                run = runner.failed_run_row(cell, _error(exc))
-                report.failed.append(f"{cell.describe()}: {run['error']}")
-                log.debug("training failed", exc_info=True)
-            finally:
-                epoch_bar.close()
-            store.write_cell(results, "runs", cell.key, [run])  # primary file last
-            bar.update(1)
-            fault_point("cell")
-        for cell in attacks:
-            bar.set_postfix_str(cell.describe())
-            if not _trained_ok(results, cell.train.key):
-                bar.update(1)
-                continue  # nothing to attack; the failed run row already says why
-            try:
-                row = runner.run_attack_cell(cell, results, device)
-                report.evaluated += 1
-            except Exception as exc:
-                row = runner.failed_attack_row(cell, _error(exc))
-                report.failed.append(f"{cell.describe()}: {row['error']}")
-            store.write_cell(results, "robustness", cell.key, [row])
-            bar.update(1)
-            fault_point("cell")
+        for run in grid.train:
+            if run.key in to_train:
+                _train(run, results, device, report, bar, show_progress)
+            for cell in [c for c in attacks if c.train.key == run.key]:
+                _attack(cell, results, device, report, bar)
         for cell in latency:
             bar.set_postfix_str(cell.describe())
             if _trained_ok(results, cell.train.key):
@@ -120,3 +93,43 @@ def run_local(spec: GridSpec, results: Path, *, retry_failed: bool = False,
     finally:
         bar.close()
     return report
+
+
+def _train(cell, results: Path, device, report: RunReport, bar, show_progress: bool) -> None:
+    bar.set_postfix_str(f"train {cell.describe()}")
+    epoch_bar = tqdm(total=None, desc="  epochs", leave=False, disable=not show_progress)
+
+    def on_epoch(row: dict) -> None:
+        epoch_bar.update(1)
+        epoch_bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{row['val_acc'] or 0:.3f}")
+
+    try:
+        run, tables = runner.run_train_cell(cell, results, device, progress=on_epoch)
+        for table, rows in tables.items():
+            store.write_cell(results, table, cell.key, rows)
+        report.trained += 1
+    except Exception as exc:  # a method's bug fails its cell, not the grid
+        run = runner.failed_run_row(cell, _error(exc))
+        report.failed.append(f"{cell.describe()}: {run['error']}")
+        log.debug("training failed", exc_info=True)
+    finally:
+        epoch_bar.close()
+    store.write_cell(results, "runs", cell.key, [run])  # primary file last
+    bar.update(1)
+    fault_point("cell")
+
+
+def _attack(cell, results: Path, device, report: RunReport, bar) -> None:
+    bar.set_postfix_str(cell.describe())
+    if not _trained_ok(results, cell.train.key):
+        bar.update(1)
+        return  # nothing to attack; the failed run row already says why
+    try:
+        row = runner.run_attack_cell(cell, results, device)
+        report.evaluated += 1
+    except Exception as exc:
+        row = runner.failed_attack_row(cell, _error(exc))
+        report.failed.append(f"{cell.describe()}: {row['error']}")
+    store.write_cell(results, "robustness", cell.key, [row])
+    bar.update(1)
+    fault_point("cell")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import platform
 import socket
 import subprocess
@@ -38,6 +39,14 @@ def versions_json() -> str:
         except metadata.PackageNotFoundError:
             found[lib] = None
     return json.dumps(found, sort_keys=True)
+
+
+def load_avg() -> float | None:
+    """The 1-minute load average: timings mean little when it exceeds the cell's threads."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # not every platform has one
+        return None
 
 
 def host() -> str:

@@ -19,7 +19,7 @@ from bench.api import Budget, TrainContext, ThreatModel
 from bench.cells import EVAL_PERMUTATION_SEED, AttackCell, LatencyCell, TrainCell
 from bench.engine import accuracy, train
 from bench.schema import TABLES
-from bench.provenance import default_device, device_name, host, versions_json
+from bench.provenance import default_device, device_name, host, load_avg, versions_json
 
 
 @contextmanager
@@ -107,7 +107,7 @@ def run_train_cell(cell: TrainCell, results: Path, device: torch.device | None =
         "infer_flops": infer, "clean_acc": clean, "val_acc": val, "n_test": len(data.test_y),
         "checkpoint": str(ckpt.relative_to(results)), "submission_id": None, "host": host(),
         "device": device_name(device), "versions": versions_json(), "created_at": now(),
-        "train_size": len(tr_y), "augment": kind,
+        "train_size": len(tr_y), "augment": kind, "load_avg": load_avg(),
     }
     unknown = set(ctx.run_fields) - set(TABLES["runs"].names)
     if unknown:
@@ -188,7 +188,7 @@ def run_attack_cell(cell: AttackCell, results: Path, device: torch.device | None
         "restarts": a.restarts, "n_examples": res.n_examples, "clean_acc": res.clean_acc,
         "robust_acc": res.robust_acc, "attack_seconds": res.seconds,
         "attack_config": json.dumps(res.config, sort_keys=True, default=str), "status": "ok",
-        "error": None, "created_at": now(),
+        "error": None, "created_at": now(), "load_avg": load_avg(),
     }
 
 
@@ -212,4 +212,4 @@ def run_latency_cell(cell: LatencyCell, results: Path) -> list[dict]:
     if sparse_layers(model):
         rows += measure_latency(model, shape, profile, execution="sparse",
                                 run_id=cell.train.key, eval_id=cell.key)
-    return rows
+    return [{**row, "load_avg": load_avg()} for row in rows]

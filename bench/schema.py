@@ -22,6 +22,9 @@ TABLES: dict[str, pa.Schema] = {
         # added with the seed methods: the training subset actually granted, and the
         # fraction of prunable weights that are exactly zero at the end (pruning methods).
         ("train_size", _i), ("sparsity", _f), ("augment", _s),
+        # the host's 1-minute load average as the cell ended: timings taken beside other
+        # work (a load above the cell's threads) read high, and this says so.
+        ("load_avg", _f),
     ]),
     "history": pa.schema([
         ("run_id", _s), ("epoch", _i), ("lr", _f), ("train_loss", _f), ("train_acc", _f),
@@ -32,7 +35,7 @@ TABLES: dict[str, pa.Schema] = {
         ("run_id", _s), ("eval_id", _s), ("attack", _s), ("norm", _s), ("eps", _f),
         ("steps", _i), ("restarts", _i), ("n_examples", _i), ("clean_acc", _f),
         ("robust_acc", _f), ("attack_seconds", _f), ("attack_config", _s), ("status", _s),
-        ("error", _s), ("created_at", _t),
+        ("error", _s), ("created_at", _t), ("load_avg", _f),
     ]),
     "latency": pa.schema([
         ("run_id", _s), ("eval_id", _s), ("hardware", _s), ("device_name", _s), ("threads", _i),
@@ -40,6 +43,7 @@ TABLES: dict[str, pa.Schema] = {
         ("latency_ms_p90", _f), ("throughput_per_s", _f), ("skipped_reason", _s),
         ("created_at", _t),
         ("execution", _s),  # "dense", or "sparse" for pruned weights run as sparse tensors
+        ("load_avg", _f),
     ]),
     # Written by methods through ``TrainContext.emit`` (DESIGN, Tables).
     "removed_samples": pa.schema([

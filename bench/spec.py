@@ -44,6 +44,8 @@ class MethodSpec(_Strict):
     name: str = Field(description="a method or a composition base+modifier+...")
     label: str | None = Field(None, description="display name; defaults to name")
     config: dict[str, Any] = Field(default_factory=dict)
+    archs: list[str] | None = Field(None, description="train only on these of the grid's archs "
+                                    "(a method made for residual nets); None = every arch")
 
     @property
     def display(self) -> str:
@@ -202,7 +204,11 @@ def validate_names(spec: GridSpec, path: Path) -> None:
         except CompositionError as exc:
             problems.append(f"  methods[{i}] ({m.name}): {exc}")
             continue
-        for arch in spec.archs:
+        for j, arch in enumerate(m.archs or []):
+            if arch not in spec.archs:
+                problems.append(f"  methods[{i}].archs[{j}]: {arch!r} is not one of the grid's "
+                                f"archs; allowed: {', '.join(spec.archs)}")
+        for arch in [a for a in (m.archs or spec.archs) if a in spec.archs]:
             problem = _model_problem(comp, arch, meta_models)
             if problem is not None:
                 problems.append(f"  methods[{i}] ({m.name}) on arch {arch!r}: {problem}")

@@ -57,6 +57,10 @@ def test_parse_eps(value, expected):
     ({"epochz": 3}, ["epochz", "unknown key", "datasets"]),
     ({"methods": [{"name": "erm", "config": {"lrr": 0.1}}]}, ["methods[0]", "lrr", "allowed options", "lr"]),
     ({"methods": ["caper_unknown+erm"]}, ["methods[0]", "caper_unknown"]),
+    ({"methods": [{"name": "erm", "archs": ["resnet18"]}]}, ["methods[0].archs[0]", "resnet18",
+                                                              "small_cnn"]),
+    ({"archs": ["small_cnn", "preact_resnet18_w16"], "methods": ["pgd_at+ews"]},
+     ["methods[0]", "'small_cnn'", "residual"]),
 ])
 def test_bad_specs_name_file_key_and_allowed(tmp_path, change, needles):
     board = write(tmp_path, with_(**change))
@@ -124,3 +128,18 @@ def test_training_split_subset_is_stratified_and_disjoint_from_validation():
     assert torch.bincount(y[train_ids]).tolist() == [30] * 10
     again, _ = training_split(y, 100.0, seed=0, train_size=300)
     assert torch.equal(train_ids, again)
+
+
+def test_method_archs_restrict_its_cells_and_keep_keys(tmp_path):
+    """A method limited to some archs trains only there; its keys equal the unrestricted ones."""
+    from bench.cells import expand
+
+    archs = ["small_cnn", "preact_resnet18_w16"]
+    spec = with_(archs=archs, methods=[
+        {"name": "erm", "archs": ["small_cnn"]},
+        {"name": "pgd_at+ews", "archs": ["preact_resnet18_w16"]}])
+    grid = expand(load_spec(write(tmp_path, spec)))
+    assert [(c.method.name, c.arch) for c in grid.train] == [
+        ("erm", "small_cnn"), ("pgd_at+ews", "preact_resnet18_w16")]
+    plain = expand(load_spec(write(tmp_path, with_(methods=["erm"]))))
+    assert grid.train[0].key == plain.train[0].key
