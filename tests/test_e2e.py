@@ -49,7 +49,7 @@ def test_tables_complete(finished):
     assert (runs["status"] == "ok").all()
     assert (runs["train_flops"] > 0).all() and (runs["infer_flops"] > 0).all()
     assert (runs["params"] == runs["nonzero_params"]).all()
-    for col in ["seed", "host", "device", "versions", "method_config", "threads"]:
+    for col in ["seed", "host", "device", "versions", "method_config", "threads", "load_avg"]:
         assert runs[col].notna().all(), col
     fast, erm = (runs.set_index("method").loc[m] for m in ("fast_at", "erm"))
     assert fast.train_flops > erm.train_flops  # the FGSM step is charged
@@ -60,6 +60,7 @@ def test_tables_complete(finished):
     assert (rob["robust_acc"] <= rob["clean_acc"]).all()
     lat = rows(finished, "latency")
     assert set(lat["hardware"]) == {"cpu-1t"} and lat["latency_ms_p50"].notna().all()
+    assert rob["load_avg"].notna().all() and lat["load_avg"].notna().all()
     for path in (finished / "results").rglob("*.parquet"):
         assert pq.read_metadata(path).metadata[b"schema_version"] == b"1"
     ckpts = list((finished / "results" / "checkpoints").glob("*.pt"))
@@ -93,6 +94,10 @@ def _identity(frame, cols):
 def test_kill_at_fixed_point_then_resume(board, finished, fault):
     proc = perbench("run", str(board), "--quiet", env={"PERBENCH_FAULT": fault})
     assert proc.returncode == -signal.SIGKILL
+    if fault == "cell:3":  # run by run: the first model is fully attacked before the next trains
+        runs, rob = rows(board, "runs"), rows(board, "robustness")
+        assert list(runs["method"]) == ["erm"]
+        assert len(rob) == 2 and set(rob["run_id"]) == set(runs["run_id"])
     proc = perbench("run", str(board), "--quiet")
     assert proc.returncode == 0, proc.stderr
     for table, cols in [("runs", ["run_id", "train_flops", "clean_acc"]),
