@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from bench.spec import AttackSpec, GridSpec, MethodSpec
+from bench.spec import AttackSpec, CorruptionSpec, GridSpec, MethodSpec, SweepSpec
 
 # Bump only when a change makes old trained models incomparable with new ones.
 TRAIN_PROTOCOL = 1
@@ -99,11 +99,73 @@ class LatencyCell:
         return f"latency {self.hardware} on {self.train.describe()}"
 
 
+@dataclass(frozen=True)
+class SweepCell:
+    """One ε sweep of one run: several ``robustness`` rows, one per ε visited."""
+
+    train: TrainCell
+    sweep: SweepSpec
+    n_eval: int
+
+    @property
+    def key(self) -> str:
+        return stable_hash({"protocol": EVAL_PROTOCOL, "train": self.train.key,
+                            "sweep": self.sweep.model_dump(exclude={"n_eval", "seeds"}),
+                            "n_eval": self.n_eval, "perm_seed": EVAL_PERMUTATION_SEED})
+
+    def describe(self) -> str:
+        return f"ε sweep {self.sweep.label} on {self.train.describe()}"
+
+
+@dataclass(frozen=True)
+class CorruptionCell:
+    """Every (corruption, severity) of one run: ``corruption`` rows."""
+
+    train: TrainCell
+    spec: CorruptionSpec
+    n_eval: int
+
+    @property
+    def key(self) -> str:
+        return stable_hash({"protocol": EVAL_PROTOCOL, "train": self.train.key,
+                            # the reference only normalises mCE when the table is read
+                            "corruptions": self.spec.model_dump(exclude={"n_eval", "seeds",
+                                                                         "reference"}),
+                            "n_eval": self.n_eval, "perm_seed": EVAL_PERMUTATION_SEED})
+
+    def describe(self) -> str:
+        return f"corruptions on {self.train.describe()}"
+
+
+@dataclass(frozen=True)
+class TransferCell:
+    """Examples crafted on ``source`` by ``attack``, scored on ``target``: one ``transfer`` row."""
+
+    source: TrainCell
+    target: TrainCell
+    attack: AttackSpec
+    n_eval: int
+
+    @property
+    def key(self) -> str:
+        return stable_hash({"protocol": EVAL_PROTOCOL, "source": self.source.key,
+                            "target": self.target.key,
+                            "attack": self.attack.model_dump(exclude={"n_eval", "seeds"}),
+                            "n_eval": self.n_eval, "perm_seed": EVAL_PERMUTATION_SEED})
+
+    def describe(self) -> str:
+        return (f"transfer {self.attack.name} ε={self.attack.eps:.4g} "
+                f"{self.source.method.display} → {self.target.describe()}")
+
+
 @dataclass
 class Grid:
     train: list[TrainCell]
     attacks: list[AttackCell]
     latency: list[LatencyCell]
+    sweeps: list[SweepCell] = field(default_factory=list)
+    corruptions: list[CorruptionCell] = field(default_factory=list)
+    transfer: list[TransferCell] = field(default_factory=list)
 
 
 def expand(spec: GridSpec) -> Grid:
@@ -121,4 +183,16 @@ def expand(spec: GridSpec) -> Grid:
                for t in train for atk in spec.attacks
                if atk.seeds is None or t.seed in atk.seeds]
     latency = [LatencyCell(t, hw) for t in train for hw in spec.hardware]
-    return Grid(train, attacks, latency)
+    sweeps = [SweepCell(t, sw, sw.n_eval or spec.budget.n_eval)
+              for t in train for sw in spec.eps_sweeps if sw.seeds is None or t.seed in sw.seeds]
+    cs = spec.corruptions
+    corruptions = [] if cs is None else [
+        CorruptionCell(t, cs, cs.n_eval or spec.budget.n_eval)
+        for t in train if cs.seeds is None or t.seed in cs.seeds]
+    transfer = []
+    if spec.transfer is not None:
+        ts = spec.transfer
+        chosen = [t for t in train if ts.seeds is None or t.seed in ts.seeds]
+        transfer = [TransferCell(src, tgt, ts.attack, ts.n_eval or spec.budget.n_eval)
+                    for src in chosen for tgt in chosen if src.dataset == tgt.dataset]
+    return Grid(train, attacks, latency, sweeps, corruptions, transfer)

@@ -1,4 +1,4 @@
-"""``perbench``: run grids, show leaderboards, list registries, start the app.
+"""``perbench``: run grids, show and compare leaderboards, list registries, start the app.
 
 Errors a user can cause print one actionable message and exit with code 2.
 """
@@ -58,6 +58,33 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from bench.compare import compare, format_delta, format_value, is_percent, per_run_metrics
+    from bench.leaderboard import load_tables
+    from bench.show import mce_reference
+
+    board = _leaderboard_dir(args.leaderboard)
+    metrics = per_run_metrics(load_tables(board / "results"), norm=args.norm, eps=args.eps,
+                              mce_reference=mce_reference(board / "results"))
+    try:
+        table = compare(metrics, args.a, args.b)
+    except ValueError as exc:
+        raise UsageError(f"{board}: {exc}") from None
+    if args.format == "csv":
+        print(table.to_csv(index=False), end="")
+        return 0
+    shown = table[["dataset", "arch", "metric"]].copy()
+    shown[args.a] = [format_value(r["a"], r["a_std"], is_percent(r["metric"]))
+                     for _, r in table.iterrows()]
+    shown[args.b] = [format_delta(r, is_percent(r["metric"])) for _, r in table.iterrows()]
+    print(f"{args.b} against {args.a}: value ± std over seeds (delta); * = the delta exceeds "
+          "the seed-to-seed spread (sum of the two stds)")
+    print(tabulate(shown, headers="keys", showindex=False, disable_numparse=True))
+    return 0
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     registry = _registries()[args.what]
     for name in registry.list(args.pattern):
@@ -100,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("leaderboard")
     show.add_argument("--format", default="table", choices=["table", "csv", "json", "markdown"])
     show.set_defaults(fn=cmd_show)
+    cmp = sub.add_parser("compare", help="two methods side by side: value ± std (delta)")
+    cmp.add_argument("leaderboard")
+    cmp.add_argument("a", help="the reference method (label), e.g. pgd_at")
+    cmp.add_argument("b", help="the method set against it, e.g. pgd_at+caper")
+    cmp.add_argument("--norm", choices=["Linf", "L2"], help="threat model of the robust columns")
+    cmp.add_argument("--eps", type=float, help="ε of the robust columns")
+    cmp.add_argument("--format", default="table", choices=["table", "csv"])
+    cmp.set_defaults(fn=cmd_compare)
     ls = sub.add_parser("ls", help="list a registry")
     ls.add_argument("what", choices=["methods", "datasets", "archs", "attacks", "hardware"])
     ls.add_argument("pattern", nargs="?", default="*", help="shell wildcard, e.g. 'resnet*'")

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.hardware import HardwareProfile
+from bench.provenance import load_avg
 
 INPUT_SEED = 0
 # Sparse kernels only stand a chance against dense BLAS when most weights are zero.
@@ -55,7 +56,7 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, ...], profile: Har
                 "latency_ms_p90": p90,
                 "throughput_per_s": None if p50 is None else batch_size * 1000.0 / p50,
                 "skipped_reason": skipped_reason, "created_at": created_at,
-                "execution": execution}
+                "execution": execution, "load_avg": load_avg()}
 
     reason = profile.unavailable_reason()
     if reason is None and execution == "sparse" and not sparse_layers(model):

@@ -16,7 +16,7 @@ from bench.store import empty_table, read_table
 
 KEYS = ["method", "dataset", "arch"]
 STANDARD_ATTACK = "autoattack"
-TABLES_USED = ("runs", "robustness", "latency")
+TABLES_USED = ("runs", "robustness", "latency", "corruption", "checks")
 NO_RESULTS = "No results yet: `perbench run leaderboards/<name>` fills in the grid."
 
 BASE_COLUMNS = [
@@ -42,7 +42,8 @@ def format_eps(eps: float) -> str:
 def accuracy_columns(frame: pd.DataFrame) -> list[str]:
     """Mean accuracy columns (fractions), in frame order; each has a ``<name>_std`` partner."""
     return [c for c in frame.columns
-            if (c == "clean_acc" or c.startswith("robust_")) and not c.endswith("_std")]
+            if (c in ("clean_acc", "corruption_acc") or c.startswith("robust_"))
+            and not c.endswith("_std")]
 
 
 def threat_models(tables: Mapping[str, pd.DataFrame], *, dataset: str | None = None,
@@ -54,12 +55,13 @@ def threat_models(tables: Mapping[str, pd.DataFrame], *, dataset: str | None = N
 
 def leaderboard_frame(tables: Mapping[str, pd.DataFrame], *, dataset: str | None = None,
                       arch: str | None = None, norm: str | None = None,
-                      eps: float | None = None,
-                      hardware: str | None = None) -> tuple[pd.DataFrame, str]:
+                      eps: float | None = None, hardware: str | None = None,
+                      mce_reference: str = "erm") -> tuple[pd.DataFrame, str]:
     """One ranked row per (method, dataset, arch), aggregated over seeds, and a note.
 
     The note names the attack and threat model that ranked the table and why. Means and
     sample standard deviations (ddof=1, NaN for one seed) are over the seeds that finished.
+    ``mce_reference`` is the method whose corruption errors normalise mCE.
     """
     all_runs = _table(tables, "runs")
     if all_runs.empty:
@@ -77,6 +79,9 @@ def leaderboard_frame(tables: Mapping[str, pd.DataFrame], *, dataset: str | None
     rank_attack, rank_note = _ranking_attack(per_run)
     board = board.join(_attack_columns(per_run, rank_attack, board.index))
     board = board.join(_latency_columns(_table(tables, "latency"), runs, hardware, board.index))
+    board = board.join(corruption_columns(_table(tables, "corruption"), runs, mce_reference,
+                                          board.index))
+    board["flags"] = check_flags(_table(tables, "checks"), runs).reindex(board.index)
     board["error"] = _errors(runs, rob).reindex(board.index)
     board = _rank(board.reset_index(), rank_attack)
     return board, " ".join(part for part in (rank_note, threat_note) if part)
@@ -117,9 +122,66 @@ def _aggregate_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _robustness(tables: Mapping[str, pd.DataFrame], runs: pd.DataFrame) -> pd.DataFrame:
-    """Robustness rows of the selected runs, joined to their (method, dataset, arch, seed)."""
+    """Robustness rows of the selected runs' attacks (ε sweeps are curves, not columns),
+    joined to their (method, dataset, arch, seed)."""
     rob = _table(tables, "robustness")
+    if "sweep" in rob:
+        rob = rob[rob["sweep"].isna()]
     return rob.merge(runs[["run_id", *KEYS, "seed"]], on="run_id")
+
+
+def corruption_errors(corruption: pd.DataFrame, runs: pd.DataFrame, reference: str
+                      ) -> pd.DataFrame:
+    """Per run: ``corruption_acc`` (mean over corruptions and severities) and ``mce``.
+
+    mCE as Hendrycks & Dietterich (2019) define it and EWS (Table 2) reports it: for each
+    corruption, the run's error summed over severities divided by the reference method's
+    on the same (dataset, arch) (its mean over seeds), then the mean over corruptions.
+    NaN where the reference has no corruption results for that (dataset, arch).
+    """
+    rows = corruption.merge(runs.loc[~runs["_failed"], ["run_id", *KEYS]], on="run_id")
+    if rows.empty:
+        return pd.DataFrame(columns=["run_id", *KEYS, "corruption_acc", "mce"])
+    rows = rows.assign(err=1.0 - rows["acc"])
+    per_c = rows.groupby(["run_id", *KEYS, "corruption"], as_index=False)["err"].sum()
+    ref = (per_c[per_c["method"] == reference].groupby(["dataset", "arch", "corruption"])["err"]
+           .mean().rename("ref_err").reset_index())
+    per_c = per_c.merge(ref, on=["dataset", "arch", "corruption"], how="left")
+    per_c["ce"] = per_c["err"] / per_c["ref_err"]
+    out = per_c.groupby(["run_id", *KEYS]).agg(mce=("ce", lambda ce: ce.mean(skipna=False)))
+    out["corruption_acc"] = rows.groupby(["run_id", *KEYS])["acc"].mean()
+    return out.reset_index()
+
+
+def corruption_columns(corruption: pd.DataFrame, runs: pd.DataFrame, reference: str,
+                       index: pd.MultiIndex) -> pd.DataFrame:
+    """``corruption_acc`` and ``mce``, mean and std over seeds, per group."""
+    per_run = corruption_errors(corruption, runs, reference)
+    if per_run.empty:
+        return pd.DataFrame(index=index)
+    grouped = per_run.groupby(KEYS)
+    return pd.DataFrame({
+        "corruption_acc": grouped["corruption_acc"].mean(),
+        "corruption_acc_std": grouped["corruption_acc"].std(),
+        "mce": grouped["mce"].mean(), "mce_std": grouped["mce"].std(),
+    }, index=index, dtype=float)
+
+
+def check_flags(checks: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
+    """Per group, the reliability checks that failed and on how many of its seeds:
+    ``"blackbox_beats_whitebox (1/3 seeds)"``; empty where every check passed."""
+    rows = checks.merge(runs.loc[~runs["_failed"], ["run_id", *KEYS]], on="run_id")
+    seeds = runs[~runs["_failed"]].groupby(KEYS)["run_id"].nunique()
+    failed = rows[rows["passed"] == False]  # noqa: E712  (nullable booleans)
+    flags = {}
+    for key, group in failed.groupby(KEYS):
+        counts = group.groupby("check")["run_id"].nunique()
+        flags[key] = ", ".join(f"{c} ({n}/{seeds.get(key, n)} seeds)" for c, n in counts.items())
+    checked = rows.groupby(KEYS).size().index
+    series = pd.Series("", index=checked, dtype=object)
+    for key, text in flags.items():
+        series[key] = text
+    return series
 
 
 def _finished(rob: pd.DataFrame) -> pd.DataFrame:

@@ -212,4 +212,4 @@ def run_latency_cell(cell: LatencyCell, results: Path) -> list[dict]:
     if sparse_layers(model):
         rows += measure_latency(model, shape, profile, execution="sparse",
                                 run_id=cell.train.key, eval_id=cell.key)
-    return [{**row, "load_avg": load_avg()} for row in rows]
+    return rows

@@ -36,6 +36,9 @@ TABLES: dict[str, pa.Schema] = {
         ("steps", _i), ("restarts", _i), ("n_examples", _i), ("clean_acc", _f),
         ("robust_acc", _f), ("attack_seconds", _f), ("attack_config", _s), ("status", _s),
         ("error", _s), ("created_at", _t), ("load_avg", _f),
+        # the ε sweep a row belongs to (thesis Algorithm 2), null for the grid's attacks:
+        # leaderboard columns use the attacks, robustness-vs-ε curves the sweeps.
+        ("sweep", _s),
     ]),
     "latency": pa.schema([
         ("run_id", _s), ("eval_id", _s), ("hardware", _s), ("device_name", _s), ("threads", _i),
@@ -44,6 +47,27 @@ TABLES: dict[str, pa.Schema] = {
         ("created_at", _t),
         ("execution", _s),  # "dense", or "sparse" for pruned weights run as sparse tensors
         ("load_avg", _f),
+    ]),
+    "corruption": pa.schema([
+        ("run_id", _s), ("eval_id", _s), ("corruption", _s), ("severity", _i),
+        ("n_examples", _i), ("acc", _f), ("clean_acc", _f),  # clean: the same points
+        ("source", _s),  # "generated" (seeded, bench.corruptions) or "files" (official .npy)
+        ("seconds", _f), ("created_at", _t),
+    ]),
+    "transfer": pa.schema([
+        ("source_run", _s), ("target_run", _s), ("eval_id", _s), ("attack", _s), ("norm", _s),
+        ("eps", _f), ("n_examples", _i),
+        ("acc", _f),  # target's accuracy on the source's adversarial examples
+        ("clean_acc", _f),  # target's accuracy on the same clean points
+        ("robust_acc", _f),  # target correct on both (DESIGN's per-point robust accuracy)
+        ("source_robust_acc", _f),  # the source's own white-box robust accuracy on them
+        ("attack_config", _s), ("created_at", _t),
+    ]),
+    # Reliability checks (bench.checks): one row per (run, check). value: the measured number
+    # behind the verdict (null where none); kind: "model" or "result", the check's level.
+    "checks": pa.schema([
+        ("run_id", _s), ("check", _s), ("passed", _b), ("detail", _s), ("value", _f),
+        ("created_at", _t), ("kind", _s),
     ]),
     # Written by methods through ``TrainContext.emit`` (DESIGN, Tables).
     "removed_samples": pa.schema([

@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 import pandas as pd
+import yaml
 from tabulate import tabulate
 
 from bench.leaderboard import leaderboard_frame, load_tables
@@ -23,7 +24,8 @@ def render(results_dir: Path, fmt: str = "table") -> str:
     """The leaderboard of ``leaderboards/<name>/results`` in one of ``FORMATS``."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
-    frame, note = leaderboard_frame(load_tables(Path(results_dir)))
+    frame, note = leaderboard_frame(load_tables(Path(results_dir)),
+                                    mce_reference=mce_reference(Path(results_dir)))
     if fmt == "csv":
         return frame.to_csv(index=False)
     if fmt == "json":
@@ -43,6 +45,16 @@ def render(results_dir: Path, fmt: str = "table") -> str:
         return "\n\n".join([f"## {title}", note, table, *(["\n".join(f"- {n}" for n in notes)]
                                                              if notes else [])])
     return "\n".join([f"{title}: {note}", "", table, *notes])
+
+
+def mce_reference(results_dir: Path) -> str:
+    """The grid's ``corruptions.reference`` beside ``results/``, else ``erm``."""
+    grid = Path(results_dir).resolve().parent / "grid.yaml"
+    try:
+        ref = ((yaml.safe_load(grid.read_text()) or {}).get("corruptions") or {}).get("reference")
+    except (OSError, AttributeError, yaml.YAMLError):
+        ref = None
+    return ref if isinstance(ref, str) else "erm"
 
 
 def leaderboard_name(results_dir: Path) -> str:
@@ -86,6 +98,10 @@ def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
     for col in _attack_columns(frame):
         out[f"{col.removeprefix('robust_')} %"] = [
             format_pct(m, s) for m, s in zip(frame[col], frame[f"{col}_std"])]
+    if "corruption_acc" in frame:
+        out["corrupt %"] = [format_pct(m, s) for m, s in
+                            zip(frame["corruption_acc"], frame["corruption_acc_std"])]
+        out["mCE %"] = [format_pct(m, s) for m, s in zip(frame["mce"], frame["mce_std"])]
     out["train FLOPs"] = frame["train_flops"].map(format_flops)
     out["train s"] = frame["train_seconds"].map(lambda s: "" if pd.isna(s) else f"{s:.1f}")
     out["infer FLOPs/img"] = frame["infer_flops"].map(format_flops)
@@ -97,6 +113,8 @@ def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
         skipped = frame.get(f"latency_skipped_{hw}", pd.Series(None, index=frame.index))
         out[f"{hw} ms"] = [f"{ms:.2f}" if not pd.isna(ms) else "skipped" if isinstance(why, str)
                            else "" for ms, why in zip(frame[col], skipped)]
+    if frame["flags"].fillna("").ne("").any():
+        out["flags"] = frame["flags"].fillna("").map(lambda f: f"⚠ {f}" if f else "")
     if (frame["status"] != "ok").any():
         out["status"] = [s if s != "partial" else f"{f} of {f + n} failed"
                          for s, f, n in zip(frame["status"], frame["failed"], frame["seeds"])]

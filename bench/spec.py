@@ -66,6 +66,98 @@ class AttackSpec(_Strict):
     _eps = field_validator("eps", mode="before")(lambda cls, v: parse_eps(v))
 
 
+class SweepSpec(_Strict):
+    """Robust accuracy over a range of ε (thesis Algorithm 2): a list of ε, or doubling
+    from ``doubling_from`` until robust accuracy falls below chance (1/classes) or ε would
+    pass ``max_eps``. Each ε attacks only the points still robust at the ε before it: the
+    smaller ball lies inside the larger, so every input tried there counts here too."""
+
+    name: str
+    norm: Literal["Linf", "L2"] = "Linf"
+    eps: list[float] | None = Field(None, description="the ε values, ascending")
+    doubling_from: float | None = Field(None, gt=0, description="first ε of a doubling sweep")
+    max_eps: float = Field(1.0, gt=0, description="a doubling sweep stops before passing it")
+    steps: int | None = Field(None, ge=0)
+    restarts: int = Field(1, ge=1)
+    n_eval: int | None = Field(None, ge=1, description="points evaluated; default budget.n_eval")
+    seeds: list[int] | None = Field(None, description="sweep only runs of these seeds")
+    config: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("eps", mode="before")
+    @classmethod
+    def _eps_list(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if not isinstance(v, list) or not v:
+            raise ValueError("eps must be a non-empty list of ε values like [0.05, 8/255]")
+        values = [parse_eps(e) for e in v]
+        if values != sorted(set(values)):
+            raise ValueError(f"eps values must be distinct and ascending, got {values}")
+        return values
+
+    _max = field_validator("doubling_from", "max_eps", mode="before")(
+        lambda cls, v: v if v is None else parse_eps(v))
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> "SweepSpec":
+        if (self.eps is None) == (self.doubling_from is None):
+            raise ValueError("give exactly one of eps (a list) or doubling_from (a start ε)")
+        return self
+
+    def schedule(self) -> list[float]:
+        """Every ε the sweep may visit, in order (a doubling sweep may stop earlier)."""
+        if self.eps is not None:
+            return list(self.eps)
+        out, eps = [], self.doubling_from
+        while eps <= self.max_eps + 1e-12:
+            out.append(eps)
+            eps *= 2
+        return out
+
+    @property
+    def label(self) -> str:
+        steps = "" if self.steps is None else f"-{self.steps}"
+        how = "doubling" if self.eps is None else "list"
+        return f"{self.name}{steps} {self.norm} {how}"
+
+
+class CorruptionSpec(_Strict):
+    """Accuracy under common corruptions (CIFAR-10-C protocol, Hendrycks & Dietterich 2019)."""
+
+    names: list[str] | Literal["all"] = Field("all", description="corruptions, or all 15")
+    severities: list[int] = Field([1, 2, 3, 4, 5], min_length=1)
+    n_eval: int | None = Field(None, ge=1, description="points per corruption and severity")
+    reference: str = Field("erm", description="method (label) whose errors normalise mCE")
+    files: str | None = Field(None, description="folder of official CIFAR-10-C / CIFAR-100-C "
+                              ".npy files; None = generate the corruptions (seeded)")
+    seeds: list[int] | None = Field(None, description="evaluate only runs of these seeds")
+
+    @field_validator("severities")
+    @classmethod
+    def _severities(cls, v: list[int]) -> list[int]:
+        bad = [s for s in v if s not in range(1, 6)]
+        if bad:
+            raise ValueError(f"severities must lie in 1..5, got {bad}")
+        return sorted(set(v))
+
+
+class TransferSpec(_Strict):
+    """Transfer attacks (thesis Algorithm 3): examples crafted on each source run, scored on
+    every target run of the same dataset."""
+
+    attack: AttackSpec
+    n_eval: int | None = Field(None, ge=1, description="points crafted; default budget.n_eval")
+    seeds: list[int] | None = Field([0], description="runs of these seeds are sources and "
+                                    "targets (every pair costs a forward pass); None = all")
+
+
+class ChecksSpec(_Strict):
+    """Reliability checks run after each run's evaluations (AutoAttack's checks habit)."""
+
+    enabled: bool = True
+    n_eval: int = Field(200, ge=1, description="points for the model-level checks")
+
+
 class ThreatSpec(_Strict):
     norm: Literal["Linf", "L2"] = "Linf"
     eps: float = 8 / 255
@@ -90,6 +182,10 @@ class GridSpec(_Strict):
     archs: list[str] = Field(min_length=1)
     methods: list[MethodSpec] = Field(min_length=1)
     attacks: list[AttackSpec] = Field(default_factory=list)
+    eps_sweeps: list[SweepSpec] = Field(default_factory=list)
+    corruptions: CorruptionSpec | None = None
+    transfer: TransferSpec | None = None
+    checks: ChecksSpec = ChecksSpec()
     hardware: list[str] = Field(default_factory=list)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     budget: BudgetSpec
@@ -222,6 +318,39 @@ def validate_names(spec: GridSpec, path: Path) -> None:
                            **a.config)
         except (ValueError, TypeError) as exc:
             problems.append(f"  attacks[{i}] ({a.name}): {exc}")
+    for i, sw in enumerate(spec.eps_sweeps):
+        if sw.name not in ATTACKS:
+            problems.append(f"  eps_sweeps[{i}].name: unknown attack {sw.name!r}; "
+                            f"allowed: {', '.join(ATTACKS.allowed())}")
+            continue
+        try:
+            ATTACKS.create(sw.name, norm=sw.norm, eps=sw.schedule()[0], steps=sw.steps,
+                           restarts=sw.restarts, **sw.config)
+        except (ValueError, TypeError) as exc:
+            problems.append(f"  eps_sweeps[{i}] ({sw.name}): {exc}")
+    labels = [m.display for m in spec.methods]
+    if spec.corruptions is not None:
+        from bench.corruptions import CORRUPTION_NAMES
+
+        names = [] if spec.corruptions.names == "all" else spec.corruptions.names
+        for j, n in enumerate(names):
+            if n not in CORRUPTION_NAMES:
+                problems.append(f"  corruptions.names[{j}]: unknown corruption {n!r}; "
+                                f"allowed: all, {', '.join(CORRUPTION_NAMES)}")
+        if spec.corruptions.reference not in labels:
+            problems.append(f"  corruptions.reference: {spec.corruptions.reference!r} is not a "
+                            f"method of this grid; allowed: {', '.join(labels)}")
+    if spec.transfer is not None:
+        a = spec.transfer.attack
+        if a.name not in ATTACKS:
+            problems.append(f"  transfer.attack.name: unknown attack {a.name!r}; "
+                            f"allowed: {', '.join(ATTACKS.allowed())}")
+        else:
+            try:
+                ATTACKS.create(a.name, norm=a.norm, eps=a.eps, steps=a.steps,
+                               restarts=a.restarts, **a.config)
+            except (ValueError, TypeError) as exc:
+                problems.append(f"  transfer.attack ({a.name}): {exc}")
     if problems:
         raise SpecError("\n".join([f"{path}: invalid grid spec", *problems]))
 

@@ -6,12 +6,27 @@ tests do not depend on the engine they help to check.
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 torch.set_num_threads(int(os.environ.get("PERBENCH_TEST_THREADS", "2")))
+
+FIXTURE = Path(__file__).parent / "fixtures" / "tiny"
+
+
+@pytest.fixture(scope="session")
+def finished(tmp_path_factory) -> Path:
+    """The tiny fixture grid run once, uninterrupted (read-only: copy it to change it)."""
+    from bench.cli import main
+
+    dest = tmp_path_factory.mktemp("ref") / "tiny"
+    shutil.copytree(FIXTURE, dest)
+    assert main(["run", str(dest), "--quiet"]) == 0
+    return dest
 
 
 def tiny_cnn(num_classes: int = 10) -> nn.Module:

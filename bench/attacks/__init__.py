@@ -6,7 +6,7 @@ points over one shared ascent loop. Importing this package registers every attac
 """
 from bench.attacks import autoattack, gradient  # noqa: F401  (registration side effect)
 from bench.attacks.base import ATTACKS, Attack, register_attack
-from bench.attacks.evaluate import AttackResult, evaluate_attack
+from bench.attacks.evaluate import AttackResult, craft_examples, evaluate_attack
 from bench.attacks.train import perturb
 
-__all__ = ["ATTACKS", "Attack", "AttackResult", "evaluate_attack", "perturb", "register_attack"]
+__all__ = ["ATTACKS", "Attack", "AttackResult", "craft_examples", "evaluate_attack", "perturb", "register_attack"]

@@ -34,6 +34,9 @@ class AttackResult:
     n_examples: int
     config: dict[str, Any]
     rejected: int = field(default=0)  # misclassified x_adv discarded for leaving the threat model
+    # With ``keep_adv``: per point, the x_adv that fooled the model, else the last one tried
+    # (x itself where nothing was tried). On the attack's device.
+    x_adv: torch.Tensor | None = None
 
     @property
     def clean_acc(self) -> float:
@@ -68,22 +71,36 @@ def _verified_fools(model: nn.Module, attack: Attack, x_adv: torch.Tensor, x: to
         raise RuntimeError(f"attack {attack.name!r} returned shape {tuple(x_adv.shape)} "
                            f"for inputs of shape {tuple(x.shape)}")
     wrong = model(x_adv).argmax(dim=1) != y
-    in_box = ((x_adv >= 0) & (x_adv <= 1)).flatten(1).all(dim=1)
-    inside = in_box & (distances(x_adv, x, attack.norm) <= attack.eps + BALL_TOLERANCE)
+    inside = _inside(attack, x_adv, x)
     return wrong & inside, int((wrong & ~inside).sum())
 
 
+def _inside(attack: Attack, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per point: x_adv lies in [0,1] and in the attack's ε-ball around x."""
+    in_box = ((x_adv >= 0) & (x_adv <= 1)).flatten(1).all(dim=1)
+    return in_box & (distances(x_adv, x, attack.norm) <= attack.eps + BALL_TOLERANCE)
+
+
 def evaluate_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack, *,
-                    seed: int = 0, batch_size: int = 500) -> AttackResult:
-    """Clean and robust flags of ``model`` on (x, y) under ``attack``, seeded and batched."""
+                    seed: int = 0, batch_size: int = 500, robust: torch.Tensor | None = None,
+                    keep_adv: bool = False) -> AttackResult:
+    """Clean and robust flags of ``model`` on (x, y) under ``attack``, seeded and batched.
+
+    ``robust`` (bool [n]) marks the points still robust from an earlier evaluation, e.g.
+    at a smaller ε of a sweep; only those are attacked. ``keep_adv`` returns the examples.
+    """
     start = time.perf_counter()
     x, y = x.detach(), y.detach()
     generator = torch.Generator(device=x.device).manual_seed(seed)
     rejected = 0
+    kept = x.clone() if keep_adv else None
     with _evaluating(model):
         clean_correct = torch.cat([model(xb).argmax(dim=1) == yb
                                    for xb, yb in zip(x.split(batch_size), y.split(batch_size))])
-        robust = clean_correct.clone()
+        if robust is None:
+            robust = clean_correct.clone()
+        else:
+            robust = robust.to(clean_correct.device) & clean_correct
         # The eps-ball of radius 0 holds only x itself: attacking it could only cost time
         # (Square would spend its whole query budget finding nothing).
         restarts = attack.restarts if attack.eps > 0 else 0
@@ -93,6 +110,9 @@ def evaluate_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: 
                 x_adv = attack.run(model, x[idx], y[idx], generator)
                 fooled, outside = _verified_fools(model, attack, x_adv, x[idx], y[idx])
                 robust[idx[fooled]] = False
+                if kept is not None:  # never hand on an example from outside the threat model
+                    ok = _inside(attack, x_adv, x[idx])
+                    kept[idx[ok]] = x_adv[ok].detach()
                 rejected += outside
     if x.device.type == "cuda":
         torch.cuda.synchronize(x.device)
@@ -103,4 +123,27 @@ def evaluate_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: 
     return AttackResult(clean_correct=clean_correct.cpu(), robust=robust.cpu(),
                         seconds=time.perf_counter() - start, n_examples=int(y.shape[0]),
                         config={**attack.config(), "seed": seed, "batch_size": batch_size},
-                        rejected=rejected)
+                        rejected=rejected, x_adv=kept)
+
+
+def craft_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack, *,
+                   seed: int = 0, batch_size: int = 500) -> tuple[torch.Tensor, AttackResult]:
+    """An adversarial example for every point, to carry to other models (transfer attacks).
+
+    The clean-correct points go through ``evaluate_attack`` exactly as in a white-box
+    evaluation (same seed, same batches), so scoring the examples on the source model itself
+    reproduces its white-box robust accuracy. The points the source already misclassifies
+    are then attacked too (from a second seeded stream): another model may get them right.
+    """
+    result = evaluate_attack(model, x, y, attack, seed=seed, batch_size=batch_size,
+                             keep_adv=True)
+    x_adv = result.x_adv
+    wrong = (~result.clean_correct).nonzero().squeeze(1).to(x.device)
+    if len(wrong) and attack.eps > 0:
+        generator = torch.Generator(device=x.device).manual_seed(seed + 1)
+        with _evaluating(model):
+            for idx in wrong.split(batch_size):
+                adv = attack.run(model, x[idx], y[idx], generator)
+                ok = _inside(attack, adv, x[idx])
+                x_adv[idx[ok]] = adv[ok].detach()
+    return x_adv, result
