@@ -308,26 +308,21 @@ def validate_names(spec: GridSpec, path: Path) -> None:
             problem = _model_problem(comp, arch, meta_models)
             if problem is not None:
                 problems.append(f"  methods[{i}] ({m.name}) on arch {arch!r}: {problem}")
-    for i, a in enumerate(spec.attacks):
+    def check_attack(key: str, a: AttackSpec | SweepSpec, eps: float) -> None:
         if a.name not in ATTACKS:
-            problems.append(f"  attacks[{i}].name: unknown attack {a.name!r}; "
+            problems.append(f"  {key}.name: unknown attack {a.name!r}; "
                             f"allowed: {', '.join(ATTACKS.allowed())}")
-            continue
+            return
         try:
-            ATTACKS.create(a.name, norm=a.norm, eps=a.eps, steps=a.steps, restarts=a.restarts,
+            ATTACKS.create(a.name, norm=a.norm, eps=eps, steps=a.steps, restarts=a.restarts,
                            **a.config)
         except (ValueError, TypeError) as exc:
-            problems.append(f"  attacks[{i}] ({a.name}): {exc}")
+            problems.append(f"  {key} ({a.name}): {exc}")
+
+    for i, a in enumerate(spec.attacks):
+        check_attack(f"attacks[{i}]", a, a.eps)
     for i, sw in enumerate(spec.eps_sweeps):
-        if sw.name not in ATTACKS:
-            problems.append(f"  eps_sweeps[{i}].name: unknown attack {sw.name!r}; "
-                            f"allowed: {', '.join(ATTACKS.allowed())}")
-            continue
-        try:
-            ATTACKS.create(sw.name, norm=sw.norm, eps=sw.schedule()[0], steps=sw.steps,
-                           restarts=sw.restarts, **sw.config)
-        except (ValueError, TypeError) as exc:
-            problems.append(f"  eps_sweeps[{i}] ({sw.name}): {exc}")
+        check_attack(f"eps_sweeps[{i}]", sw, sw.schedule()[0])
     labels = [m.display for m in spec.methods]
     if spec.corruptions is not None:
         from bench.corruptions import CORRUPTION_NAMES
@@ -341,16 +336,7 @@ def validate_names(spec: GridSpec, path: Path) -> None:
             problems.append(f"  corruptions.reference: {spec.corruptions.reference!r} is not a "
                             f"method of this grid; allowed: {', '.join(labels)}")
     if spec.transfer is not None:
-        a = spec.transfer.attack
-        if a.name not in ATTACKS:
-            problems.append(f"  transfer.attack.name: unknown attack {a.name!r}; "
-                            f"allowed: {', '.join(ATTACKS.allowed())}")
-        else:
-            try:
-                ATTACKS.create(a.name, norm=a.norm, eps=a.eps, steps=a.steps,
-                               restarts=a.restarts, **a.config)
-            except (ValueError, TypeError) as exc:
-                problems.append(f"  transfer.attack ({a.name}): {exc}")
+        check_attack("transfer.attack", spec.transfer.attack, spec.transfer.attack.eps)
     if problems:
         raise SpecError("\n".join([f"{path}: invalid grid spec", *problems]))
 
