@@ -1,4 +1,5 @@
-"""PERBench leaderboard page: ranked table and the robustness / training-cost trade-off.
+"""PERBench leaderboard page: ranked table (Pareto marks, flags, downloads) and the
+robustness / training-cost trade-off.
 
     streamlit run app/Leaderboard.py -- --leaderboard leaderboards/quickstart
 
@@ -6,7 +7,6 @@ or set ``PERBENCH_LEADERBOARD``; without either, the first leaderboard with resu
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -19,8 +19,9 @@ import altair as alt  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from app._data import leaderboard_choices, requested_leaderboard, table_view, tables  # noqa: E402
-from bench.leaderboard import format_eps, leaderboard_frame, threat_models  # noqa: E402
+from app._data import select, table_view  # noqa: E402
+from bench.leaderboard import leaderboard_frame  # noqa: E402
+from bench.pareto import pareto_mask  # noqa: E402
 from bench.show import failures, skipped_profiles  # noqa: E402
 
 
@@ -41,39 +42,50 @@ def tradeoff_chart(frame: pd.DataFrame, attack: str) -> alt.Chart:
     )
 
 
+def pareto_objectives(frame: pd.DataFrame) -> dict[str, bool]:
+    """Clean and robust accuracy up, training FLOPs and the chosen profile's latency down;
+    an objective nobody has a value for (no latency measured yet) is left out."""
+    wanted = {"clean_acc": True, "robust_acc": True, "train_flops": False}
+    wanted |= {c: False for c in frame.columns if c.startswith("latency_ms_")}
+    return {c: up for c, up in wanted.items() if c in frame and frame[c].notna().any()}
+
+
+def downloads(frame: pd.DataFrame, name: str) -> None:
+    """CSV and parquet of the rows shown, at full precision."""
+    left, right = st.columns(2)
+    left.download_button("Download CSV", frame.to_csv(index=False), f"{name}.csv", "text/csv")
+    right.download_button("Download parquet", frame.to_parquet(index=False), f"{name}.parquet",
+                          "application/vnd.apache.parquet")
+
+
 def main() -> None:
     st.set_page_config(page_title="PERBench leaderboard", layout="wide")
     st.title("PERBench leaderboard")
-    boards = leaderboard_choices(requested_leaderboard(sys.argv[1:], os.environ))
-    if not boards:
-        st.info("No leaderboard has results yet. Fill one in with "
-                "`perbench run leaderboards/quickstart`, then reload.")
+    sel = select()
+    if sel is None:
         return
-    board = st.sidebar.selectbox("Leaderboard", boards, format_func=lambda b: b.name)
-    data = tables(board / "results")
-    runs = data["runs"]
-    if runs.empty:
-        st.info(f"No results yet for **{board.name}**. Fill them in with "
-                f"`perbench run {board}`, then reload.")
-        return
-    dataset = st.sidebar.selectbox("Dataset", sorted(runs["dataset"].unique()))
-    arch = st.sidebar.selectbox("Architecture",
-                                sorted(runs.loc[runs["dataset"] == dataset, "arch"].unique()))
-    norm = eps = None
-    found = threat_models(data, dataset=dataset, arch=arch)
-    if len(found) > 1:  # most common first, so the default matches `perbench show`
-        norm, eps = st.sidebar.selectbox("Threat model", found,
-                                         format_func=lambda t: f"{t[0]}, eps {format_eps(t[1])}")
-    frame, note = leaderboard_frame(data, dataset=dataset, arch=arch, norm=norm, eps=eps)
-    st.subheader(f"{board.name}: {dataset}, {arch}")
+    frame, note = leaderboard_frame(sel.data, dataset=sel.dataset, arch=sel.arch, norm=sel.norm,
+                                    eps=sel.eps, hardware=sel.hardware,
+                                    mce_reference=sel.mce_reference)
+    objectives = pareto_objectives(frame)
+    frame["pareto"] = pareto_mask(frame, objectives)
+    st.subheader(f"{sel.board.name}: {sel.dataset}, {sel.arch}")
     st.markdown(note)
     if lines := failures(frame):
         st.warning("Failed runs or evaluations (shown with status, not ranked):\n\n"
                    + "\n".join(f"- {line}" for line in lines))
-    view, config, order = table_view(frame)
+    query = st.text_input("Search methods", placeholder="e.g. caper")
+    shown = frame[frame["method"].str.contains(query, case=False, regex=False)] if query else frame
+    if shown.empty:
+        st.info(f"No method matches {query!r}.")
+        return
+    view, config, order = table_view(shown)
     st.dataframe(view, column_config=config, column_order=order, hide_index=True)
-    for line in skipped_profiles(frame):
+    if objectives:
+        st.caption("★ Pareto-optimal over " + ", ".join(objectives) + ".")
+    for line in skipped_profiles(shown):
         st.caption(line)
+    downloads(shown, f"{sel.board.name}-{sel.dataset}-{sel.arch}")
     attack = frame["rank_attack"].iloc[0]
     if pd.isna(attack) or frame["robust_acc"].isna().all():
         st.info("No robustness results to plot against training cost yet.")

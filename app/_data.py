@@ -1,16 +1,23 @@
 """The app's data: which leaderboards exist, their tables (cached until results change),
-and the leaderboard frame shaped for ``st.dataframe``."""
+the sidebar selection every page shares, and the leaderboard frame shaped for
+``st.dataframe``."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from bench.leaderboard import accuracy_columns, load_tables
-from bench.show import flop_unit
+from bench.compare import per_run_metrics
+from bench.leaderboard import accuracy_columns, format_eps, threat_models
+from bench.show import flop_unit, mce_reference
+from bench.store import read_all
 
 ENV_VAR = "PERBENCH_LEADERBOARD"
 REPO = Path(__file__).resolve().parent.parent
@@ -47,11 +54,98 @@ def results_stamp(results: Path) -> tuple[tuple[str, int], ...]:
 
 @st.cache_data(show_spinner=False)
 def _cached_tables(results: str, stamp: tuple[tuple[str, int], ...]) -> dict[str, pd.DataFrame]:
-    return load_tables(Path(results))
+    # every table: the Method page also draws history, removed samples and layer sparsity
+    return read_all(Path(results))
 
 
 def tables(results: Path) -> dict[str, pd.DataFrame]:
     return _cached_tables(str(results.resolve()), results_stamp(results))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the sidebar picked; ``None`` fields were not asked (or had one choice)."""
+
+    board: Path
+    data: dict[str, pd.DataFrame]
+    dataset: str
+    arch: str | None
+    norm: str | None
+    eps: float | None
+    hardware: str | None
+
+    @property
+    def mce_reference(self) -> str:
+        return mce_reference(self.board / "results")
+
+
+def remembered_select(label: str, options: Sequence[Any], key: str,
+                      format_func: Callable[[Any], str] = str) -> Any:
+    """A sidebar selectbox whose choice survives page switches.
+
+    Streamlit scopes widget state to a page, so the choice is also kept under a plain
+    session key and becomes the default of the next page's widget.
+    """
+    kept = st.session_state.get(f"_kept_{key}")
+    index = list(options).index(kept) if kept in options else 0
+    value = st.sidebar.selectbox(label, list(options), index=index, key=key,
+                                 format_func=format_func)
+    st.session_state[f"_kept_{key}"] = value
+    return value
+
+
+def select(*, by_arch: bool = True) -> Selection | None:
+    """The shared sidebar: leaderboard, dataset, arch, threat model, hardware profile.
+
+    Says why and returns None where there is nothing to show. ``by_arch=False`` leaves
+    the architecture open, for pages that compare across architectures.
+    """
+    boards = leaderboard_choices(requested_leaderboard(sys.argv[1:], os.environ))
+    if not boards:
+        st.info("No leaderboard has results yet. Fill one in with "
+                "`perbench run leaderboards/quickstart`, then reload.")
+        return None
+    board = remembered_select("Leaderboard", boards, "board", format_func=lambda b: b.name)
+    data = tables(board / "results")
+    runs = data["runs"]
+    if runs.empty:
+        st.info(f"No results yet for **{board.name}**. Fill them in with "
+                f"`perbench run {board}`, then reload.")
+        return None
+    dataset = remembered_select("Dataset", sorted(runs["dataset"].unique()), "dataset")
+    arch = None
+    if by_arch:
+        arch = remembered_select("Architecture",
+                                 sorted(runs.loc[runs["dataset"] == dataset, "arch"].unique()),
+                                 "arch")
+    norm = eps = None
+    found = threat_models(data, dataset=dataset, arch=arch)
+    if len(found) > 1:  # most common first, so the default matches `perbench show`
+        norm, eps = remembered_select("Threat model", found, "threat",
+                                      format_func=lambda t: f"{t[0]}, eps {format_eps(t[1])}")
+    profiles = sorted(data["latency"].loc[data["latency"]["run_id"].isin(runs["run_id"]),
+                                          "hardware"].dropna().unique())
+    hardware = remembered_select("Hardware", profiles, "hardware") if profiles else None
+    return Selection(board, data, dataset, arch, norm, eps, hardware)
+
+
+def finished_metrics(sel: Selection) -> pd.DataFrame:
+    """``per_run_metrics`` of the selection's finished runs (dataset, and arch when chosen);
+    says why and returns an empty frame when none finished."""
+    metrics = per_run_metrics(sel.data, norm=sel.norm, eps=sel.eps,
+                              mce_reference=sel.mce_reference)
+    metrics = metrics[metrics["dataset"] == sel.dataset]
+    if sel.arch is not None:
+        metrics = metrics[metrics["arch"] == sel.arch]
+    if metrics.empty:
+        runs = sel.data["runs"]
+        failed = runs[(runs["dataset"] == sel.dataset) & (runs["status"] == "failed")
+                      & ((runs["arch"] == sel.arch) if sel.arch else True)]
+        st.warning(f"No finished runs for {sel.dataset}"
+                   + (f", {sel.arch}" if sel.arch else "")
+                   + (f": {len(failed)} failed (see the Leaderboard page for their errors)."
+                      if len(failed) else "."))
+    return metrics.reset_index(drop=True)
 
 
 def table_view(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict, list[str]]:
@@ -64,17 +158,25 @@ def table_view(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict, list[str]]:
     config: dict = {"rank": st.column_config.NumberColumn("#", format="%d"),
                     "seeds": st.column_config.NumberColumn("seeds", format="%d")}
     order = ["rank", "method"]
+    if "pareto" in frame:
+        config["pareto"] = st.column_config.TextColumn(
+            "Pareto", help="★: no other row is at least as good on clean and robust accuracy, "
+                           "training FLOPs and latency, and better on one")
+        view["pareto"] = frame["pareto"].map(lambda p: "★" if p else "")
+        order.append("pareto")
     order += [c for c in ("dataset", "arch") if frame[c].nunique() > 1]
     order += ["seeds"] + (["status"] if (frame["status"] != "ok").any() else [])
-    for col in accuracy_columns(frame):
+    names = {"clean_acc": "clean", "corruption_acc": "corruption", "mce": "mCE"}
+    for col in [*accuracy_columns(frame), *(["mce"] if "mce" in frame else [])]:
         if col == "robust_acc":  # repeats the ranking attack's own column
             continue
         view[col], view[f"{col}_std"] = 100 * frame[col], 100 * frame[f"{col}_std"]
-        name = "clean" if col == "clean_acc" else col.removeprefix("robust_")
+        name = names.get(col, col.removeprefix("robust_"))
         config[col] = st.column_config.NumberColumn(f"{name} %", format="%.1f")
         config[f"{col}_std"] = st.column_config.NumberColumn("±", format="%.1f",
                                                              help=f"{name}: std over seeds")
-        order += [col, f"{col}_std"]
+        # One seed has no spread: a column of blanks would only push the others aside.
+        order += [col, *([f"{col}_std"] if frame[f"{col}_std"].notna().any() else [])]
     for col, label in (("train_flops", "train"), ("infer_flops", "infer/img")):
         unit, scale = flop_unit(frame[col].max() if frame[col].notna().any() else 0.0)
         view[col] = frame[col] / scale
@@ -90,4 +192,8 @@ def table_view(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict, list[str]]:
         config[col] = st.column_config.NumberColumn(f"{col.removeprefix('latency_ms_')} ms",
                                                     format="%.2f", help="p50 single-image latency")
         order.append(col)
+    if "flags" in frame and frame["flags"].fillna("").ne("").any():
+        view["flags"] = frame["flags"].fillna("").map(lambda f: f"⚠ {f}" if f else "")
+        config["flags"] = st.column_config.TextColumn("flags", help="failed reliability checks")
+        order.append("flags")
     return view, config, order

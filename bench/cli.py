@@ -59,9 +59,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    import pandas as pd
     from tabulate import tabulate
 
-    from bench.compare import compare, format_delta, format_value, is_percent, per_run_metrics
+    from bench.compare import compare, paper_table, per_run_metrics
     from bench.leaderboard import load_tables
     from bench.show import mce_reference
 
@@ -75,10 +76,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.format == "csv":
         print(table.to_csv(index=False), end="")
         return 0
-    shown = table[["dataset", "arch", "metric"]].copy()
-    shown[args.a] = [format_value(r["a"], r["a_std"], is_percent(r["metric"]))
-                     for _, r in table.iterrows()]
-    shown[args.b] = [format_delta(r, is_percent(r["metric"])) for _, r in table.iterrows()]
+    shown = pd.concat([table[["dataset", "arch"]].reset_index(drop=True),
+                       paper_table(table)[["metric", "a", "b"]]], axis=1)
+    shown = shown.rename(columns={"a": args.a, "b": args.b})
     print(f"{args.b} against {args.a}: value ± std over seeds (delta); * = the delta exceeds "
           "the seed-to-seed spread (sum of the two stds)")
     print(tabulate(shown, headers="keys", showindex=False, disable_numparse=True))

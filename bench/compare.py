@@ -19,6 +19,12 @@ from bench.leaderboard import KEYS, _best_row_per_attack, _robustness, _table, c
 LOWER_IS_BETTER = ("train_flops", "train_seconds", "infer_flops", "nonzero_params", "mce")
 
 
+def lower_is_better(metric: str) -> bool:
+    """Costs (FLOPs, seconds, latency, nonzero params) and mCE: lower is better."""
+    return (metric in LOWER_IS_BETTER or metric.endswith("_flops")
+            or metric.endswith("_seconds") or metric.startswith("latency_ms_"))
+
+
 def per_run_metrics(tables: Mapping[str, pd.DataFrame], *, norm: str | None = None,
                     eps: float | None = None, mce_reference: str = "erm") -> pd.DataFrame:
     """One row per finished run: clean_acc, robust_<attack> (at one threat model), costs,
@@ -73,7 +79,7 @@ def compare(metrics: pd.DataFrame, method_a: str, method_b: str) -> pd.DataFrame
                 "dataset": dataset, "arch": arch, "metric": col,
                 "a": va.mean(), "a_std": va.std(), "a_seeds": len(va),
                 "b": vb.mean(), "b_std": vb.std(), "b_seeds": len(vb), "delta": delta,
-                "b_better": bool(delta < 0 if col in LOWER_IS_BETTER else delta > 0)
+                "b_better": bool(delta < 0 if lower_is_better(col) else delta > 0)
                 if delta != 0 else False,
                 "exceeds_spread": bool(abs(delta) > spread) if not np.isnan(spread) else None,
             })
@@ -99,3 +105,30 @@ def format_delta(row: pd.Series, percent: bool) -> str:
     delta = f"{100 * row['delta']:+.1f}" if percent else f"{row['delta']:+.3g}"
     star = "*" if row["exceeds_spread"] else ""
     return f"{format_value(row['b'], row['b_std'], percent)} ({delta}){star}"
+
+
+def default_pair(methods: list[str]) -> tuple[str, str]:
+    """A base and the same base plus a modifier (``pgd_at`` vs ``pgd_at+caper``) where the
+    names allow, else the first two methods; a single method is paired with itself."""
+    present = set(methods)
+    for method in methods:
+        parts = method.split("+")
+        for cut in range(len(parts) - 1, 0, -1):  # the longest base present first
+            base = "+".join(parts[:cut])
+            if base in present:
+                return base, method
+    return methods[0], methods[1 if len(methods) > 1 else 0]
+
+
+def paper_table(result: pd.DataFrame) -> pd.DataFrame:
+    """One (dataset, arch)'s ``compare`` rows as strings: metric, a ``mean ± std``,
+    b ``mean ± std (delta)``, with ``delta``, ``b_better`` and ``exceeds_spread`` kept for
+    colouring."""
+    percent = result["metric"].map(is_percent)
+    return pd.DataFrame({
+        "metric": result["metric"],
+        "a": [format_value(m, s, p) for m, s, p in zip(result["a"], result["a_std"], percent)],
+        "b": [format_delta(row, p) for (_, row), p in zip(result.iterrows(), percent)],
+        "delta": result["delta"], "b_better": result["b_better"],
+        "exceeds_spread": result["exceeds_spread"],
+    }).reset_index(drop=True)

@@ -37,13 +37,16 @@ def test_page_shows_ranked_table_and_chart(monkeypatch, board):
     assert shown["robust_autoattack"].iloc[0] == pytest.approx(59.0)  # percent for display
     assert any("Ranked by autoattack" in m.value for m in at.markdown)
     assert any("fast_at" in w.value and "NonFiniteLossError" in w.value for w in at.warning)
-    assert any("cuda latency skipped" in c.value for c in at.caption)
-    assert [s.label for s in at.sidebar.selectbox] == ["Leaderboard", "Dataset", "Architecture"]
+    assert [s.label for s in at.sidebar.selectbox] == ["Leaderboard", "Dataset", "Architecture",
+                                                       "Hardware"]
+    assert "latency_ms_cpu-1t" in shown and "latency_ms_cuda" not in shown
     (chart,) = at.get("vega_lite_chart")
     encoding = json.loads(chart.proto.spec)["encoding"]
     assert encoding["x"]["field"] == "train_flops" and encoding["x"]["scale"]["type"] == "log"
     assert encoding["y"]["field"] == "robust_acc" and encoding["color"]["field"] == "method"
     assert {"method", "arch", "seeds", "clean_acc"} <= {t["field"] for t in encoding["tooltip"]}
+    at.sidebar.selectbox(key="hardware").select("cuda").run(timeout=30)
+    assert any("cuda latency skipped" in c.value for c in at.caption)
 
 
 def test_page_on_empty_leaderboard(monkeypatch, tmp_path):
