@@ -52,7 +52,7 @@ def app_url(finished, tmp_path_factory):
                     if r.status == 200:
                         break
             except OSError:
-                pass
+                pass  # not listening yet: try again until the deadline
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"streamlit did not start: {log.read_text()[-2000:]}")
             time.sleep(0.5)
