@@ -181,3 +181,20 @@ def test_a_failed_check_flags_its_method_on_show(finished, tmp_path):
     flagged = [line for line in proc.stdout.splitlines() if "⚠" in line]
     assert len(flagged) == 1 and "fast_at" in flagged[0]
     assert "blackbox_beats_whitebox (1/1 seeds)" in flagged[0]
+
+
+def test_official_files_of_another_dataset_are_refused_by_name(finished, tmp_path):
+    """CIFAR-10-C files (32×32 RGB) against a digits model: the cell names the folder."""
+    from bench.cells import CorruptionCell
+    from bench.evaluations import run_corruption_cell
+    from bench.spec import CorruptionSpec
+
+    root = tmp_path / "CIFAR-10-C"
+    root.mkdir()
+    np.save(root / "contrast.npy", np.zeros((5 * 4, 32, 32, 3), dtype=np.uint8))
+    np.save(root / "labels.npy", np.zeros(5 * 4, dtype=np.int64))
+    train = expand(load_spec(finished)).train[0]
+    cell = CorruptionCell(train, CorruptionSpec(names=["contrast"], severities=[2],
+                                                files=str(root)), 4)
+    with pytest.raises(ValueError, match=r"CIFAR-10-C.*\(3, 32, 32\).*\(1, 8, 8\)"):
+        run_corruption_cell(cell, finished / "results")
