@@ -95,7 +95,10 @@ def test_kill_at_fixed_point_then_resume(board, finished, fault):
     for table, cols in [("runs", ["run_id", "train_flops", "clean_acc"]),
                         ("robustness", ["eval_id", "robust_acc"]),
                         ("history", ["run_id", "epoch", "train_loss"]),
-                        ("latency", ["eval_id", "batch_size"])]:
+                        ("latency", ["eval_id", "batch_size"]),
+                        ("corruption", ["eval_id", "corruption", "severity", "acc"]),
+                        ("transfer", ["eval_id", "robust_acc"]),
+                        ("checks", ["run_id", "check", "passed"])]:
         got, ref = rows(board, table), rows(finished, table)
         assert len(got) == len(ref), table  # nothing lost, nothing duplicated
         # Same spec, seed and threads: training is deterministic, so values match too.
