@@ -85,6 +85,43 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_robustbench_export(args: argparse.Namespace) -> int:
+    import json
+
+    from bench.leaderboard import load_tables
+    from bench.robustbench import export_entry
+
+    board = _leaderboard_dir(args.leaderboard)
+    try:
+        entry = export_entry(load_tables(board / "results"), args.run,
+                             threat_model=args.threat_model, eps=args.eps)
+    except ValueError as exc:
+        raise UsageError(f"{board}: {exc}") from None
+    text = json.dumps(entry, indent=2) + "\n"
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def cmd_robustbench_import(args: argparse.Namespace) -> int:
+    from bench.robustbench import import_entries, reference_key
+    from bench.store import write_cell
+
+    board = _leaderboard_dir(args.leaderboard)
+    rows = import_entries(args.path, args.dataset, args.threat_model)
+    if not rows:
+        raise UsageError(f"{args.path}: no valid RobustBench entries for {args.dataset} "
+                         f"{args.threat_model}")
+    key = reference_key(args.path, args.dataset, args.threat_model)
+    path = write_cell(board / "results", "reference", key, rows)
+    print(f"imported {len(rows)} RobustBench entries ({args.dataset}, {args.threat_model}) "
+          f"into {path}")
+    return 0
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     registry = _registries()[args.what]
     for name in registry.list(args.pattern):
@@ -135,6 +172,23 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--eps", type=float, help="ε of the robust columns")
     cmp.add_argument("--format", default="table", choices=["table", "csv"])
     cmp.set_defaults(fn=cmd_compare)
+    rb = sub.add_parser("robustbench", help="export runs to / import entries from RobustBench")
+    rb_sub = rb.add_subparsers(dest="action", required=True)
+    export = rb_sub.add_parser("export", help="one run as a RobustBench model_info JSON entry")
+    export.add_argument("leaderboard")
+    export.add_argument("--run", required=True, help="the run_id, e.g. trades-s0")
+    export.add_argument("--threat-model", choices=["Linf", "L2"],
+                        help="of the AutoAttack result (default: the most common one)")
+    export.add_argument("--eps", type=float, help="ε of the AutoAttack result")
+    export.add_argument("-o", "--output", help="write the JSON here instead of printing it")
+    export.set_defaults(fn=cmd_robustbench_export)
+    imp = rb_sub.add_parser("import", help="RobustBench entries as reference rows of a "
+                                           "leaderboard (shown, never ranked)")
+    imp.add_argument("leaderboard")
+    imp.add_argument("path", help="a RobustBench clone (holding model_info/) or one JSON file")
+    imp.add_argument("--dataset", required=True, help="e.g. cifar10")
+    imp.add_argument("--threat-model", required=True, choices=["Linf", "L2"])
+    imp.set_defaults(fn=cmd_robustbench_import)
     ls = sub.add_parser("ls", help="list a registry")
     ls.add_argument("what", choices=["methods", "datasets", "archs", "attacks", "hardware"])
     ls.add_argument("pattern", nargs="?", default="*", help="shell wildcard, e.g. 'resnet*'")

@@ -77,6 +77,15 @@ TABLES: dict[str, pa.Schema] = {
     "layer_sparsity": pa.schema([
         ("run_id", _s), ("layer", _s), ("params", _i), ("nonzero", _i),
     ]),
+    # Results reported elsewhere (bench.robustbench imports RobustBench's model_info files):
+    # shown beside the leaderboard, never ranked in it. Accuracies are fractions like ours;
+    # robust_attack: "autoattack", or "reported" where the entry has only the paper's number.
+    "reference": pa.schema([
+        ("source", _s), ("entry", _s), ("name", _s), ("architecture", _s), ("dataset", _s),
+        ("threat_model", _s), ("eps", _f), ("clean_acc", _f), ("robust_acc", _f),
+        ("robust_attack", _s), ("venue", _s), ("link", _s), ("additional_data", _b),
+        ("unreliable", _b), ("reported_elsewhere", _b), ("created_at", _t),
+    ]),
 }
 
 # Tables a method may write through ``TrainContext.emit``; run_id is filled in by the harness.

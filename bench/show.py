@@ -13,7 +13,8 @@ import pandas as pd
 import yaml
 from tabulate import tabulate
 
-from bench.leaderboard import leaderboard_frame, load_tables
+from bench.leaderboard import format_eps, leaderboard_frame, load_tables
+from bench.store import read_table
 
 FORMATS = ("table", "csv", "json", "markdown")
 _TEXT_COLUMNS = ("method", "dataset", "arch", "status")
@@ -31,8 +32,9 @@ def render(results_dir: Path, fmt: str = "table") -> str:
     if fmt == "json":
         return json.dumps(_records(frame), indent=2)
     title = leaderboard_name(Path(results_dir))
+    reference = reference_section(Path(results_dir), fmt)
     if frame.empty:
-        return f"{title}: {note}"
+        return "\n\n".join([f"{title}: {note}", *reference])
     scope = [frame[c].iloc[0] for c in ("dataset", "arch") if frame[c].nunique() == 1]
     if scope:
         title += f" ({', '.join(scope)})"
@@ -43,8 +45,31 @@ def render(results_dir: Path, fmt: str = "table") -> str:
     notes = [f"failed: {line}" for line in failures(frame)] + skipped_profiles(frame)
     if fmt == "markdown":
         return "\n\n".join([f"## {title}", note, table, *(["\n".join(f"- {n}" for n in notes)]
-                                                             if notes else [])])
-    return "\n".join([f"{title}: {note}", "", table, *notes])
+                                                             if notes else []), *reference])
+    return "\n".join([f"{title}: {note}", "", table, *notes, *("\n" + r for r in reference)])
+
+
+def reference_section(results_dir: Path, fmt: str) -> list[str]:
+    """Imported RobustBench entries as their own table (none if there are none): under their
+    own heading and unranked, since PERBench did not train or attack these models."""
+    refs = read_table(results_dir, "reference")
+    if refs.empty:
+        return []
+    refs = refs.sort_values(["dataset", "threat_model", "eps", "robust_acc"],
+                            ascending=[True, True, True, False], kind="stable")
+    shown = pd.DataFrame({
+        "name": refs["name"], "architecture": refs["architecture"].fillna(""),
+        "dataset": refs["dataset"],
+        "threat model": [f"{n} {format_eps(e)}" for n, e in zip(refs["threat_model"], refs["eps"])],
+        "clean %": refs["clean_acc"].map(lambda a: f"{100 * a:.2f}"),
+        # a paper's own number is not AutoAttack's: say which one this is
+        "robust %": [f"{100 * a:.2f}" + ("" if how == "autoattack" else f" ({how})")
+                     for a, how in zip(refs["robust_acc"], refs["robust_attack"])],
+    })
+    table = tabulate(shown, headers="keys", showindex=False, disable_numparse=True,
+                     tablefmt="pipe" if fmt == "markdown" else "simple")
+    heading = "Reported elsewhere (RobustBench; not run by PERBench)"
+    return [f"### {heading}", table] if fmt == "markdown" else [f"{heading}:\n\n{table}"]
 
 
 def mce_reference(results_dir: Path) -> str:
