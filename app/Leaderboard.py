@@ -85,6 +85,9 @@ def main() -> None:
         st.caption("★ Pareto-optimal over " + ", ".join(objectives) + ".")
     for line in skipped_profiles(shown):
         st.caption(line)
+    with st.expander("Provenance: source, code version and config of every row"):
+        st.dataframe(shown[["method", "source", "code_version", "config"]], hide_index=True,
+                     column_config={"code_version": "code"})
     downloads(shown, f"{sel.board.name}-{sel.dataset}-{sel.arch}")
     attack = frame["rank_attack"].iloc[0]
     if pd.isna(attack) or frame["robust_acc"].isna().all():

@@ -196,4 +196,11 @@ def table_view(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict, list[str]]:
         view["flags"] = frame["flags"].fillna("").map(lambda f: f"⚠ {f}" if f else "")
         config["flags"] = st.column_config.TextColumn("flags", help="failed reliability checks")
         order.append("flags")
+    if "source" in frame:  # provenance: submission (or built-in); details in the expander
+        from bench.show import short_source
+
+        view["source"] = frame["source"].map(short_source)
+        config["source"] = st.column_config.TextColumn(
+            "source", help="built-in, or the submission (id, authors) that added the method")
+        order.append("source")
     return view, config, order

@@ -168,7 +168,10 @@ class Grid:
     transfer: list[TransferCell] = field(default_factory=list)
 
 
-def expand(spec: GridSpec) -> Grid:
+def expand(spec: GridSpec, extra_runs: tuple = ()) -> Grid:
+    """Every cell of ``spec``. ``extra_runs`` are models trained elsewhere
+    (:class:`bench.external.ExternalRun`): they get the grid's evaluation cells too, and
+    join the transfer matrix, but have no training cell of their own to run."""
     train = [
         TrainCell(leaderboard=spec.name, method=m, dataset=d, arch=a, seed=s,
                   epochs=spec.budget.epochs, batch_size=spec.budget.batch_size,
@@ -179,6 +182,7 @@ def expand(spec: GridSpec) -> Grid:
         for d in spec.datasets for a in spec.archs for m in spec.methods for s in spec.seeds
         if m.archs is None or a in m.archs
     ]
+    train += list(extra_runs)
     attacks = [AttackCell(t, atk, atk.n_eval or spec.budget.n_eval)
                for t in train for atk in spec.attacks
                if atk.seeds is None or t.seed in atk.seeds]

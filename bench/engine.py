@@ -88,11 +88,11 @@ def train(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext, *,
                 for r in range(replays):
                     batch.replay = r
                     lr = _set_lr(base, modifiers, ctx, (epoch + i / ctx.steps_per_epoch) / epochs)
-                    loss = base.loss(ctx, batch)
+                    loss = _scalar(base.loss(ctx, batch), f"{base.name}.loss")
                     for mod in modifiers:
                         extra = mod.extra_loss(ctx, batch)
                         if extra is not None:
-                            loss = loss + extra
+                            loss = loss + _scalar(extra, f"{mod.name}.extra_loss", need_grad=False)
                     if not torch.isfinite(loss):
                         raise NonFiniteLossError(
                             f"loss is {loss.item()} at epoch {epoch}, step {i}, replay {r}")
@@ -135,6 +135,21 @@ def train(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext, *,
         stats.peak_mem_bytes = torch.cuda.max_memory_allocated(ctx.device)
     model.eval()
     return stats
+
+
+def _scalar(value, where: str, need_grad: bool = True) -> torch.Tensor:
+    """A method's loss must be a 0-d tensor carrying gradients; say so at the first step
+    rather than failing somewhere inside backward (a submitter's most common slip)."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{where} returned {type(value).__name__}; it must return a scalar "
+                        "torch.Tensor (e.g. F.cross_entropy(logits, y)), not a Python number")
+    if value.ndim != 0:
+        raise TypeError(f"{where} returned a tensor of shape {tuple(value.shape)}; it must "
+                        "return a scalar: reduce it, e.g. with .mean()")
+    if need_grad and not value.requires_grad:
+        raise TypeError(f"{where} returned a tensor without gradients: compute it from the "
+                        "model's outputs (ctx.model(x)), not from detached values")
+    return value
 
 
 def _set_lr(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext, progress: float) -> float:

@@ -70,36 +70,59 @@ def _trained_ok(results: Path, key: str) -> bool:
     return bool((store.read_cell(results, "runs", key)["status"] == "ok").all())
 
 
+def restrict(grid: Grid, labels: set[str]) -> Grid:
+    """The cells that involve the methods labelled ``labels``: their training and
+    evaluation cells, and transfer pairs with one of them on either side."""
+    mine = lambda t: t.method.display in labels  # noqa: E731
+    return Grid(train=[c for c in grid.train if mine(c)],
+                attacks=[c for c in grid.attacks if mine(c.train)],
+                latency=[c for c in grid.latency if mine(c.train)],
+                sweeps=[c for c in grid.sweeps if mine(c.train)],
+                corruptions=[c for c in grid.corruptions if mine(c.train)],
+                transfer=[c for c in grid.transfer if mine(c.source) or mine(c.target)])
+
+
 def run_local(spec: GridSpec, results: Path, *, retry_failed: bool = False,
-              device: torch.device | None = None, show_progress: bool = True) -> RunReport:
+              device: torch.device | None = None, show_progress: bool = True,
+              only_methods: set[str] | None = None, submission_id: str | None = None,
+              isolate: tuple[str, ...] | None = None, cell_timeout: float | None = None,
+              extra_runs: tuple = ()) -> RunReport:
     """Run the missing cells run by run (train, then evaluate that model), so an interrupted
     grid leaves evaluated models rather than many unevaluated ones; then the transfer
     matrix, which needs every model; then all latency cells, short and last, so they can be
-    re-timed on a quiet machine without the long work."""
+    re-timed on a quiet machine without the long work.
+
+    ``only_methods`` restricts the work to the cells of those method labels (a submission);
+    ``submission_id`` tags the runs it trains; ``isolate`` trains each run in a fresh
+    process that first loads these plugin sources, stopped after ``cell_timeout`` seconds.
+    ``extra_runs``: models trained elsewhere, already recorded in ``runs``, to evaluate.
+    """
     results = Path(results)
-    grid = expand(spec)
-    todo = pending(grid, results, retry_failed)
+    grid = expand(spec, extra_runs)
+    mine = grid if only_methods is None else restrict(grid, only_methods)
+    todo = pending(mine, results, retry_failed)
     cells = lambda g: (g.train, g.attacks, g.sweeps, g.corruptions, g.transfer, g.latency)  # noqa: E731
     total = sum(map(len, cells(todo)))
-    report = RunReport(skipped=sum(map(len, cells(grid))) - total)
+    report = RunReport(skipped=sum(map(len, cells(mine))) - total)
     to_train = {c.key for c in todo.train}
     bar = tqdm(total=total, desc=spec.name, unit="cell", disable=not show_progress or total == 0)
+    trainer = _Trainer(results, device, show_progress, submission_id, isolate, cell_timeout)
     try:
-        for run in grid.train:
-            if run.key in to_train:
-                _train(run, results, device, report, bar, show_progress)
-            mine = lambda cs: [c for c in cs if c.train.key == run.key]  # noqa: E731
+        for run in mine.train:
+            if run.key in to_train and not getattr(run, "external", False):
+                trainer(run, report, bar)
+            of_run = lambda cs: [c for c in cs if c.train.key == run.key]  # noqa: E731
             evaluated = [_evaluate(c, "robustness", runner.run_attack_cell, runner.failed_attack_row,
-                                   results, device, report, bar) for c in mine(todo.attacks)]
+                                   results, device, report, bar) for c in of_run(todo.attacks)]
             evaluated += [_evaluate(c, "robustness", evaluations.run_sweep_cell, _failed_sweep_rows,
-                                    results, device, report, bar) for c in mine(todo.sweeps)]
-            for cell in mine(todo.corruptions):
+                                    results, device, report, bar) for c in of_run(todo.sweeps)]
+            for cell in of_run(todo.corruptions):
                 _evaluate(cell, "corruption", evaluations.run_corruption_cell, None, results,
                           device, report, bar)
             if spec.checks.enabled and _trained_ok(results, run.key) and (
                     any(evaluated) or not store.has_cell(results, "checks", run.key)):
                 _check(run, grid, results, spec.checks.n_eval, device, report)
-        for source in grid.train:
+        for source in grid.train:  # every source: a submission is also a transfer target
             _transfer(source, [c for c in todo.transfer if c.source.key == source.key], results,
                       device, report, bar)
         for cell in todo.latency:
@@ -113,28 +136,52 @@ def run_local(spec: GridSpec, results: Path, *, retry_failed: bool = False,
     return report
 
 
-def _train(cell, results: Path, device, report: RunReport, bar, show_progress: bool) -> None:
-    bar.set_postfix_str(f"train {cell.describe()}")
-    epoch_bar = tqdm(total=None, desc="  epochs", leave=False, disable=not show_progress)
+@dataclass
+class _Trainer:
+    """Trains one cell and writes its tables, in this process or an isolated one."""
 
-    def on_epoch(row: dict) -> None:
-        epoch_bar.update(1)
-        epoch_bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{row['val_acc'] or 0:.3f}")
+    results: Path
+    device: torch.device | None
+    show_progress: bool
+    submission_id: str | None = None
+    isolate: tuple[str, ...] | None = None
+    timeout: float | None = None
 
-    try:
-        run, tables = runner.run_train_cell(cell, results, device, progress=on_epoch)
-        for table, rows in tables.items():
-            store.write_cell(results, table, cell.key, rows)
-        report.trained += 1
-    except Exception as exc:  # a method's bug fails its cell, not the grid
-        run = runner.failed_run_row(cell, _error(exc))
-        report.failed.append(f"{cell.describe()}: {run['error']}")
-        log.debug("training failed", exc_info=True)
-    finally:
-        epoch_bar.close()
-    store.write_cell(results, "runs", cell.key, [run])  # primary file last
-    bar.update(1)
-    fault_point("cell")
+    def __call__(self, cell, report: RunReport, bar) -> None:
+        from bench.isolation import CellFailed, call_isolated
+
+        bar.set_postfix_str(f"train {cell.describe()}")
+        # Epoch progress cannot cross the process boundary cheaply; an isolated cell shows
+        # only its name in the main bar.
+        epoch_bar = tqdm(total=None, desc="  epochs", leave=False,
+                         disable=not self.show_progress or self.isolate is not None)
+
+        def on_epoch(row: dict) -> None:
+            epoch_bar.update(1)
+            epoch_bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{row['val_acc'] or 0:.3f}")
+
+        try:
+            if self.isolate is None:
+                run, tables = runner.run_train_cell(cell, self.results, self.device,
+                                                    progress=on_epoch)
+            else:
+                run, tables = call_isolated(runner.run_train_cell, cell, self.results,
+                                            self.device, plugins=self.isolate,
+                                            timeout=self.timeout)
+            for table, rows in tables.items():
+                store.write_cell(self.results, table, cell.key, rows)
+            report.trained += 1
+        except Exception as exc:  # a method's bug fails its cell, not the grid
+            run = runner.failed_run_row(cell, str(exc) if isinstance(exc, CellFailed)
+                                        else _error(exc))
+            report.failed.append(f"{cell.describe()}: {run['error']}")
+            log.debug("training failed", exc_info=True)
+        finally:
+            epoch_bar.close()
+        run["submission_id"] = self.submission_id
+        store.write_cell(self.results, "runs", cell.key, [run])  # primary file last
+        bar.update(1)
+        fault_point("cell")
 
 
 def _evaluate(cell, table: str, run_cell, failed_rows, results: Path, device,

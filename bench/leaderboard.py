@@ -16,13 +16,16 @@ from bench.store import empty_table, read_table
 
 KEYS = ["method", "dataset", "arch"]
 STANDARD_ATTACK = "autoattack"
-TABLES_USED = ("runs", "robustness", "latency", "corruption", "checks")
+TABLES_USED = ("runs", "robustness", "latency", "corruption", "checks", "submissions")
 NO_RESULTS = "No results yet: `perbench run leaderboards/<name>` fills in the grid."
 
 BASE_COLUMNS = [
     "rank", *KEYS, "status", "seeds", "failed", "clean_acc", "clean_acc_std", "rank_attack",
     "robust_acc", "robust_acc_std", "train_flops", "train_pflops", "train_seconds",
     "infer_flops", "params", "nonzero_params", "error", "run_ids",
+    # provenance: who submitted it ("built-in" for PERBench's own methods), with which
+    # code (PERBench git commit; the submission's code sha) and options
+    "source", "submission_id", "code_version", "config",
 ]
 
 
@@ -83,6 +86,7 @@ def leaderboard_frame(tables: Mapping[str, pd.DataFrame], *, dataset: str | None
                                           board.index))
     board["flags"] = check_flags(_table(tables, "checks"), runs).reindex(board.index)
     board["error"] = _errors(runs, rob).reindex(board.index)
+    board = board.join(provenance(runs, _table(tables, "submissions")))
     board = _rank(board.reset_index(), rank_attack)
     return board, " ".join(part for part in (rank_note, threat_note) if part)
 
@@ -279,6 +283,46 @@ def _latency_columns(latency: pd.DataFrame, runs: pd.DataFrame, hardware: str | 
     return pd.DataFrame(columns, index=index)
 
 
+def provenance(runs: pd.DataFrame, submissions: pd.DataFrame) -> pd.DataFrame:
+    """Per group: ``source`` (the submission's name and authors, or "built-in"),
+    ``submission_id``, ``code_version`` (PERBench commit(s) and the submitted code's sha)
+    and ``config`` (the resolved options), each the distinct values over its runs."""
+    import json
+
+    subs = submissions.drop_duplicates("submission_id").set_index("submission_id")
+
+    def commit(versions) -> str:
+        try:
+            sha = json.loads(versions).get("perbench_git") if isinstance(versions, str) else None
+        except ValueError:
+            sha = None
+        return "?" if not sha else sha[:10] + ("+dirty" if sha.endswith("+dirty") else "")
+
+    def joined(values) -> str:
+        return "; ".join(sorted({v for v in values if isinstance(v, str) and v}))
+
+    rows = {}
+    for key, group in runs.groupby(KEYS):
+        sids = sorted({s for s in group["submission_id"] if isinstance(s, str)})
+        sources, codes = [], [f"perbench {joined(group['versions'].map(commit))}"]
+        for sid in sids:
+            if sid in subs.index:
+                sub = subs.loc[sid]
+                by = f" by {sub['authors']}" if isinstance(sub["authors"], str) else ""
+                sources.append(f"submission {sid}{by}")
+                codes.append(f"code {str(sub['code_sha'])[:12]}")
+            else:
+                sources.append(f"submission {sid} (no submissions row)")
+        rows[key] = {"source": "; ".join(sources) or "built-in",
+                     "submission_id": ",".join(sids) or None,
+                     "code_version": "; ".join(codes), "config": joined(group["method_config"])}
+    if not rows:
+        return pd.DataFrame(columns=["source", "submission_id", "code_version", "config"])
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index = pd.MultiIndex.from_tuples(frame.index, names=KEYS)
+    return frame
+
+
 def _errors(runs: pd.DataFrame, rob: pd.DataFrame) -> pd.Series:
     """'seed 1: <first line>' for failed training runs and failed evaluations, per group."""
     def first_line(text) -> str:
@@ -307,5 +351,6 @@ def _rank(board: pd.DataFrame, rank_attack: str | None) -> pd.DataFrame:
     board["rank"] = ranked.groupby([board["dataset"], board["arch"]]).cumsum().astype("Int64")
     board.loc[~ranked, "rank"] = pd.NA
     rest = [c for c in board.columns if c not in BASE_COLUMNS]
-    ordered = [c for c in BASE_COLUMNS if c not in ("error", "run_ids")]
-    return board[[*ordered, *rest, "error", "run_ids"]].reset_index(drop=True)
+    tail = ["error", "run_ids", "source", "submission_id", "code_version", "config"]
+    ordered = [c for c in BASE_COLUMNS if c not in tail]
+    return board[[*ordered, *rest, *tail]].reset_index(drop=True)

@@ -20,7 +20,10 @@ METHODS: Registry[type[Base] | type[Modifier]] = Registry("method")
 
 def register_method(cls):
     """Class decorator: ``@register_method class PGDAT(Base): name = "pgd_at" ...``."""
-    METHODS.register(cls.name, doc=(cls.__doc__ or "").strip().splitlines()[0])(cls)
+    if not isinstance(getattr(cls, "name", None), str) or not cls.name:
+        raise ValueError(f"{cls.__name__}: set a class attribute `name` (the registry name, "
+                         "e.g. name = \"my_method\") before @register_method")
+    METHODS.register(cls.name, doc=((cls.__doc__ or "").strip().splitlines() or [""])[0])(cls)
     return cls
 
 
@@ -28,7 +31,8 @@ _loaded = False
 
 
 def load_builtin_methods() -> None:
-    """Import every module of the top-level ``methods`` package so they register."""
+    """Import every module of the top-level ``methods`` package, then every installed
+    ``perbench.methods`` entry point, so they register."""
     global _loaded
     if _loaded:
         return
@@ -36,7 +40,10 @@ def load_builtin_methods() -> None:
 
     for info in pkgutil.iter_modules(methods.__path__):
         importlib.import_module(f"methods.{info.name}")
-    _loaded = True
+    _loaded = True  # before the plugins: loading them calls back here
+    from bench.submission import load_installed_plugins
+
+    load_installed_plugins()  # installed packages' `perbench.methods` entry points
 
 
 class CompositionError(ValueError):

@@ -77,6 +77,17 @@ TABLES: dict[str, pa.Schema] = {
     "layer_sparsity": pa.schema([
         ("run_id", _s), ("layer", _s), ("params", _i), ("nonzero", _i),
     ]),
+    # Who submitted what (``perbench submit`` / ``perbench eval-model``): runs.submission_id
+    # points here; built-in methods have none. source: the submitted file's name, or
+    # ``entry-point:<name>``; code_path: its copy under results/ (files only); config: the
+    # resolved options as JSON; code_sha: sha256 of the file (of "dist==version" for an
+    # entry point, of the weights for an external model).
+    "submissions": pa.schema([
+        ("submission_id", _s), ("name", _s), ("authors", _s), ("link", _s), ("license", _s),
+        ("method", _s), ("code_sha", _s), ("created_at", _t), ("source", _s),
+        ("code_path", _s), ("config", _s), ("leaderboard", _s), ("versions", _s),
+        ("kind", _s),  # "method" (trained by PERBench) or "external model" (eval-model)
+    ]),
     # Results reported elsewhere (bench.robustbench imports RobustBench's model_info files):
     # shown beside the leaderboard, never ranked in it. Accuracies are fractions like ours;
     # robust_attack: "autoattack", or "reported" where the entry has only the paper's number.

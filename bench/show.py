@@ -17,12 +17,13 @@ from bench.leaderboard import format_eps, leaderboard_frame, load_tables
 from bench.store import read_table
 
 FORMATS = ("table", "csv", "json", "markdown")
-_TEXT_COLUMNS = ("method", "dataset", "arch", "status")
+_TEXT_COLUMNS = ("method", "dataset", "arch", "status", "source", "flags")
 _FLOP_UNITS = (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3))
 
 
-def render(results_dir: Path, fmt: str = "table") -> str:
-    """The leaderboard of ``leaderboards/<name>/results`` in one of ``FORMATS``."""
+def render(results_dir: Path, fmt: str = "table", provenance: bool = False) -> str:
+    """The leaderboard of ``leaderboards/<name>/results`` in one of ``FORMATS``; with
+    ``provenance``, the table/markdown formats also list each row's source, code and config."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
     frame, note = leaderboard_frame(load_tables(Path(results_dir)),
@@ -43,10 +44,33 @@ def render(results_dir: Path, fmt: str = "table") -> str:
     table = tabulate(shown, headers="keys", showindex=False, colalign=align,
                      tablefmt="pipe" if fmt == "markdown" else "simple", disable_numparse=True)
     notes = [f"failed: {line}" for line in failures(frame)] + skipped_profiles(frame)
+    if provenance:
+        reference = [provenance_table(frame, fmt), *reference]
     if fmt == "markdown":
         return "\n\n".join([f"## {title}", note, table, *(["\n".join(f"- {n}" for n in notes)]
                                                              if notes else []), *reference])
     return "\n".join([f"{title}: {note}", "", table, *notes, *("\n" + r for r in reference)])
+
+
+def provenance_table(frame: pd.DataFrame, fmt: str) -> str:
+    """Where each row comes from: submission (or built-in), code versions, options."""
+    shown = frame[["method", "dataset", "arch", "source", "code_version", "config"]].rename(
+        columns={"code_version": "code"})
+    table = tabulate(shown, headers="keys", showindex=False, disable_numparse=True,
+                     tablefmt="pipe" if fmt == "markdown" else "simple")
+    return f"### Provenance\n\n{table}" if fmt == "markdown" else f"Provenance:\n\n{table}"
+
+
+def short_source(source) -> str:
+    """``built-in``, or ``sub 72bcb293 (A. Tester)``: the table's source column."""
+    if not isinstance(source, str) or source == "built-in":
+        return "built-in" if source == "built-in" else ""
+    parts = []
+    for one in source.split("; "):
+        head, _, authors = one.partition(" by ")
+        sid = head.removeprefix("submission ").split(" ")[0]
+        parts.append(f"sub {sid[:8]}" + (f" ({authors})" if authors else ""))
+    return "; ".join(parts)
 
 
 def reference_section(results_dir: Path, fmt: str) -> list[str]:
@@ -138,6 +162,7 @@ def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
         skipped = frame.get(f"latency_skipped_{hw}", pd.Series(None, index=frame.index))
         out[f"{hw} ms"] = [f"{ms:.2f}" if not pd.isna(ms) else "skipped" if isinstance(why, str)
                            else "" for ms, why in zip(frame[col], skipped)]
+    out["source"] = frame["source"].map(short_source)
     if frame["flags"].fillna("").ne("").any():
         out["flags"] = frame["flags"].fillna("").map(lambda f: f"⚠ {f}" if f else "")
     if (frame["status"] != "ok").any():

@@ -31,8 +31,10 @@ def board(tmp_path) -> Path:
 
 def test_page_shows_ranked_table_and_chart(monkeypatch, board):
     at = run_page(monkeypatch, board)
-    assert len(at.dataframe) == 1
+    assert len(at.dataframe) == 2  # the leaderboard, and the provenance table in its expander
     shown = at.dataframe[0].value
+    assert set(shown["source"]) == {"built-in"}
+    assert list(at.dataframe[1].value.columns) == ["method", "source", "code_version", "config"]
     assert list(shown["method"]) == ["trades", "pgd_at", "erm", "fast_at"]
     assert shown["robust_autoattack"].iloc[0] == pytest.approx(59.0)  # percent for display
     assert any("Ranked by autoattack" in m.value for m in at.markdown)
@@ -62,7 +64,7 @@ def test_page_without_robustness_results(monkeypatch, tmp_path):
     row = run_row("erm", 0, clean_acc=0.9, train_flops=1e12)
     store.write_cell(results, "runs", row["run_id"], [row])
     at = run_page(monkeypatch, tmp_path / "bare")
-    assert len(at.dataframe) == 1
+    assert len(at.dataframe) == 2  # leaderboard and provenance
     assert any("No robustness results to plot" in i.value for i in at.info)
     assert not at.get("vega_lite_chart")
 

@@ -2,7 +2,7 @@
 
 Every model takes pixels in [0, 1] and starts with a `Normalize` layer. CIFAR-style nets
 (3×3 stem, no max-pool) end in global average pooling, so they also run on 8 px digits and
-28 px Fashion-MNIST. ``timm:<name>`` builds any timm model the same way.
+28 px Fashion-MNIST. ``timm:<name>`` builds any timm model the same way; ``py:<module>:<fn>`` a user's own factory.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 
 from torch import nn
 
-from bench.archs import densenet, from_timm, mobilenetv2, preact_resnet, resnet, small_cnn, vgg  # noqa: F401  (register)
+from bench.archs import densenet, from_python, from_timm, mobilenetv2, preact_resnet, resnet, small_cnn, vgg  # noqa: F401  (register)
 from bench.archs.base import ARCHS, ArchArgs, Normalize, ResidualBlock
 
 __all__ = ["ARCHS", "ArchArgs", "Normalize", "ResidualBlock", "residual_blocks"]

@@ -1,0 +1,51 @@
+"""TEMPLATE: copy this file, rename the class, ``name`` and ``Config``, and submit it:
+
+    perbench submit my_method.py --leaderboard leaderboards/quickstart --authors "Me"
+
+It is a complete, working method (a clean/adversarial loss mix on FGSM examples with a
+random start) so that you can submit it unchanged to see the whole path first. Read
+docs/submitting.md for the rules; bench/api.py is the full contract.
+"""
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+
+from bench.api import Batch, TrainContext
+from bench.plugins import register_method
+from methods._common import AdversarialConfig, SGDBase
+
+
+# 1. Options: a pydantic model. Every option has a default and a short description; the
+#    leaderboard records the resolved values, and unknown keys are rejected (typos fail).
+#    SGDConfig/AdversarialConfig bring lr, momentum, weight_decay, schedule (and eps, norm).
+class MixConfig(AdversarialConfig):
+    clean_weight: float = Field(0.5, ge=0, le=1, description="weight of the clean loss")
+    step_ratio: float = Field(1.25, gt=0, description="FGSM step / eps (Wong et al.: 1.25)")
+
+
+# 2. The method: a Base owns the per-batch loss. (A Modifier would instead implement hooks
+#    of bench.api.Modifier — on_epoch_start, extra_loss, after_step, learning_rate, ... —
+#    and be submitted on a base: --on pgd_at.)
+@register_method
+class CleanAdversarialMix(SGDBase):
+    """Mix of clean and FGSM (random start) cross-entropy; template for submissions."""
+
+    name = "template_mix"  # the registry name: unique, lower_snake_case
+    Config = MixConfig
+    adversarial = True  # it crafts adversarial examples (modifiers that need them may join)
+
+    def loss(self, ctx: TrainContext, batch: Batch) -> torch.Tensor:
+        # Everything a method may use is on ctx: the model, the training and validation
+        # split (never the test split), budget, threat model, seeded generator, attacks.
+        eps = self.eps(ctx)
+        batch.x_adv = ctx.attack(ctx.model, batch.x, batch.y, kind="fgsm", norm=self.norm(ctx),
+                                 eps=eps, alpha=self.config.step_ratio * eps,
+                                 random_start="uniform", generator=ctx.generator)
+        clean = ctx.criterion(ctx.model(batch.x), batch.y).mean()
+        batch.logits = ctx.model(batch.x_adv)  # the logits this step trained on
+        adversarial = ctx.criterion(batch.logits, batch.y).mean()
+        w = self.config.clean_weight
+        # Return one scalar tensor with gradients. Every forward/backward above is counted
+        # by the FLOP meter as this method's training cost; nothing can be declared.
+        return w * clean + (1 - w) * adversarial
