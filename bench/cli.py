@@ -35,8 +35,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     board = _leaderboard_dir(args.leaderboard)
     spec = load_spec(board / "grid.yaml")
     start = time.perf_counter()
-    report = run_local(spec, board / "results", retry_failed=args.retry_failed,
-                       show_progress=not args.quiet)
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, not {args.workers}")
+    if args.executor == "ray":
+        try:
+            from bench.parallel import run_ray
+        except ImportError:
+            raise UsageError("--executor ray needs Ray: pip install 'perbench[ray]'") from None
+        report = run_ray(spec, board / "results", address=args.address,
+                         retry_failed=args.retry_failed, show_progress=not args.quiet,
+                         max_retries=args.max_retries)
+    elif args.address is not None:
+        raise UsageError("--address is for --executor ray")
+    elif args.workers and args.workers > 1:
+        from bench.parallel import run_processes
+
+        report = run_processes(spec, board / "results", args.workers,
+                               retry_failed=args.retry_failed, show_progress=not args.quiet,
+                               max_retries=args.max_retries)
+    else:
+        report = run_local(spec, board / "results", retry_failed=args.retry_failed,
+                           show_progress=not args.quiet)
     took = time.perf_counter() - start
     print(f"{spec.name}: trained {report.trained}, evaluated {report.evaluated}, "
           f"timed {report.timed}, failed {len(report.failed)}, already done {report.skipped} "
@@ -217,6 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("leaderboard", help="leaderboards/<name> (holding grid.yaml)")
     run.add_argument("--retry-failed", action="store_true", help="run failed cells again")
     run.add_argument("--quiet", action="store_true", help="no progress bars or final table")
+    run.add_argument("--executor", choices=["local", "ray"], default="local",
+                     help="local (default) or ray: cells as tasks on a Ray cluster")
+    run.add_argument("--address", help="Ray cluster address: auto (the cluster this machine "
+                                       "joined) or HOST:PORT; default: start a local Ray")
+    run.add_argument("--workers", type=int, help="local executor: run cells in N processes")
+    run.add_argument("--max-retries", type=int, default=2,
+                     help="parallel executors: times a cell is retried when its worker dies")
     run.set_defaults(fn=cmd_run)
     show = sub.add_parser("show", help="print a leaderboard ranked by AutoAttack robust accuracy")
     show.add_argument("leaderboard")

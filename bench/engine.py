@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from bench.api import Base, Batch, Modifier, TrainContext
+from bench.faults import fault_point
 from bench.measures import FlopMeter
 
 
@@ -127,6 +128,7 @@ def train(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext, *,
             stats.history.append(row)
             if progress is not None:
                 progress(row)
+            fault_point("epoch")
         for mod in modifiers:
             mod.on_train_end(ctx)
     stats.train_flops = meter.total

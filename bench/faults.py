@@ -2,13 +2,18 @@
 
 ``PERBENCH_FAULT=<point>:<n>`` kills this process with SIGKILL (no cleanup, like
 ``kill -9``) the n-th time execution reaches ``<point>``. Points: ``write`` (a results
-file is fully written to its temp name but not yet renamed), ``cell`` (between cells).
+file is fully written to its temp name but not yet renamed), ``cell`` (after a cell's
+files, in whichever process ran it), ``epoch`` (after a training epoch: mid-cell),
+``driver`` (a parallel executor's driver, after it collected a finished task).
+``PERBENCH_FAULT_ONCE=<path>`` makes it fire once across processes: the file is created
+just before the kill and no process fires while it exists (a retried cell then succeeds).
 Unset in normal use: then this is one dictionary lookup.
 """
 from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 _counts: dict[str, int] = {}
 
@@ -21,5 +26,12 @@ def fault_point(point: str) -> None:
     if name != point:
         return
     _counts[point] = _counts.get(point, 0) + 1
-    if _counts[point] == int(nth or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+    if _counts[point] != int(nth or 1):
+        return
+    once = os.environ.get("PERBENCH_FAULT_ONCE")
+    if once:
+        try:
+            Path(once).touch(exist_ok=False)  # atomic: one process wins
+        except FileExistsError:
+            return
+    os.kill(os.getpid(), signal.SIGKILL)

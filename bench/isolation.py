@@ -14,6 +14,7 @@ Run code you do not trust in a container.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
 import time
 import traceback
@@ -33,7 +34,24 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
-def _child(conn, plugins: Sequence[str], fn: Callable, args: tuple, kwargs: dict) -> None:
+def exit_with_parent(parent_pid: int, every_s: float = 1.0) -> None:
+    """In a child process: exit when ``parent_pid`` is gone (killed with -9, it cannot stop
+    us), so no orphan keeps computing, or holds the terminal's or a caller's pipes open."""
+    import os
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(every_s)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
+def _child(conn, parent_pid: int, plugins: Sequence[str], fn: Callable, args: tuple,
+           kwargs: dict) -> None:
+    exit_with_parent(parent_pid)
     try:
         from bench.submission import load_source
 
@@ -58,7 +76,8 @@ def call_isolated(fn: Callable, *args: Any, plugins: Sequence[str] = (),
     """
     ctx = mp.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(send, tuple(plugins), fn, args, kwargs), daemon=True)
+    proc = ctx.Process(target=_child, args=(send, os.getpid(), tuple(plugins), fn, args, kwargs),
+                       daemon=True)
     start = time.monotonic()
     proc.start()
     send.close()  # the child holds the only writer: EOF here means it died

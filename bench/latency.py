@@ -50,13 +50,10 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, ...], profile: Har
 
     def row(device_name: str | None, threads: int | None, batch_size: int, p50: float | None,
             p90: float | None, skipped_reason: str | None) -> dict:
-        return {"run_id": run_id, "eval_id": eval_id, "hardware": profile.name,
-                "device_name": device_name, "threads": threads, "dtype": profile.dtype,
-                "compiled": profile.compile, "batch_size": batch_size, "latency_ms_p50": p50,
-                "latency_ms_p90": p90,
-                "throughput_per_s": None if p50 is None else batch_size * 1000.0 / p50,
-                "skipped_reason": skipped_reason, "created_at": created_at,
-                "execution": execution, "load_avg": load_avg()}
+        return latency_row(profile, run_id=run_id, eval_id=eval_id, device_name=device_name,
+                           threads=threads, batch_size=batch_size, p50=p50, p90=p90,
+                           skipped_reason=skipped_reason, created_at=created_at,
+                           execution=execution)
 
     reason = profile.unavailable_reason()
     if reason is None and execution == "sparse" and not sparse_layers(model):
@@ -85,6 +82,29 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, ...], profile: Har
         return rows
     finally:
         torch.set_num_threads(before)
+
+
+def latency_row(profile: HardwareProfile, *, run_id: str | None, eval_id: str | None,
+                device_name: str | None, threads: int | None, batch_size: int,
+                p50: float | None, p90: float | None, skipped_reason: str | None,
+                created_at: pd.Timestamp | None = None, execution: Execution = "dense") -> dict:
+    """One ``latency`` row (measured, or skipped with its reason)."""
+    return {"run_id": run_id, "eval_id": eval_id, "hardware": profile.name,
+            "device_name": device_name, "threads": threads, "dtype": profile.dtype,
+            "compiled": profile.compile, "batch_size": batch_size, "latency_ms_p50": p50,
+            "latency_ms_p90": p90,
+            "throughput_per_s": None if p50 is None else batch_size * 1000.0 / p50,
+            "skipped_reason": skipped_reason,
+            "created_at": created_at if created_at is not None else pd.Timestamp.now(tz="UTC"),
+            "execution": execution, "load_avg": load_avg()}
+
+
+def skipped_rows(profile: HardwareProfile, reason: str, *, run_id: str | None,
+                 eval_id: str | None, batch_sizes: Sequence[int] = (1, 128)) -> list[dict]:
+    """Rows saying why ``profile`` was not measured: recorded, never silently dropped."""
+    return [latency_row(profile, run_id=run_id, eval_id=eval_id, device_name=None,
+                        threads=profile.threads, batch_size=b, p50=None, p90=None,
+                        skipped_reason=reason) for b in batch_sizes]
 
 
 def _prepare(model: nn.Module, profile: HardwareProfile, device: torch.device,

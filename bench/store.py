@@ -55,6 +55,24 @@ def atomic_write_bytes(path: Path, write) -> None:
         raise
 
 
+def sweep_partial(results: Path, older_than_s: float = 600.0) -> list[Path]:
+    """Delete temp files a killed writer left behind (``.<name>.<random>.tmp``, invisible to
+    readers). Only those older than ``older_than_s``: a fresh one may belong to a writer
+    still running beside us (another worker, another driver on a shared folder)."""
+    import time
+
+    cutoff = time.time() - older_than_s
+    removed = []
+    for path in Path(results).rglob(".*.tmp"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:  # another sweeper got there first
+            continue
+    return removed
+
+
 def _to_arrow(table: str, rows: list[dict]) -> pa.Table:
     schema = TABLES[table]
     frame = pd.DataFrame(rows)

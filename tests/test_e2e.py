@@ -92,6 +92,13 @@ def test_kill_at_fixed_point_then_resume(board, finished, fault):
         assert len(rob) == 2 and set(rob["run_id"]) == set(runs["run_id"])
     proc = perbench("run", str(board), "--quiet")
     assert proc.returncode == 0, proc.stderr
+    assert_same_tables(board, finished)
+
+
+def assert_same_tables(board: Path, reference: Path) -> None:
+    """Every table of ``board`` holds the rows of ``reference``: nothing lost, nothing
+    duplicated, no corrupt file, and (same spec, seed and threads) the same values,
+    timings aside."""
     for table, cols in [("runs", ["run_id", "train_flops", "clean_acc"]),
                         ("robustness", ["eval_id", "robust_acc"]),
                         ("history", ["run_id", "epoch", "train_loss"]),
@@ -99,7 +106,7 @@ def test_kill_at_fixed_point_then_resume(board, finished, fault):
                         ("corruption", ["eval_id", "corruption", "severity", "acc"]),
                         ("transfer", ["eval_id", "robust_acc"]),
                         ("checks", ["run_id", "check", "passed"])]:
-        got, ref = rows(board, table), rows(finished, table)
+        got, ref = rows(board, table), rows(reference, table)
         assert len(got) == len(ref), table  # nothing lost, nothing duplicated
         # Same spec, seed and threads: training is deterministic, so values match too.
         if table != "latency":

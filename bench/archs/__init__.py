@@ -10,7 +10,7 @@ import sys
 
 from torch import nn
 
-from bench.archs import densenet, from_python, from_timm, mobilenetv2, preact_resnet, resnet, small_cnn, vgg  # noqa: F401  (register)
+from bench.archs import densenet, from_python, from_robustbench, from_timm, mobilenetv2, preact_resnet, resnet, small_cnn, vgg  # noqa: F401  (register)
 from bench.archs.base import ARCHS, ArchArgs, Normalize, ResidualBlock
 
 __all__ = ["ARCHS", "ArchArgs", "Normalize", "ResidualBlock", "residual_blocks"]

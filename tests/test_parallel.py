@@ -1,0 +1,151 @@
+"""Parallel executors and faults: `--workers N` gives the sequential executor's tables with
+a worker killed mid-training or mid-write, or the driver killed between cells; concurrent
+writers into one results folder lose nothing. Faults are injected at fixed points here
+(`bench.faults`); the random-point trials are in the slow suite."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import random
+import shutil
+import signal
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from bench import store
+from conftest import FIXTURE
+from test_e2e import assert_same_tables, perbench, rows
+
+# The tiny grid without its slowest axes: the fault trials run it several times.
+SMALL = {"corruptions": None, "eps_sweeps": [], "transfer": None,
+         "checks": {"enabled": False}}
+
+
+def small_board(dest: Path) -> Path:
+    shutil.copytree(FIXTURE, dest)
+    spec = yaml.safe_load((dest / "grid.yaml").read_text())
+    spec.update(SMALL)
+    (dest / "grid.yaml").write_text(yaml.safe_dump(spec))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def sequential(tmp_path_factory) -> Path:
+    """The small grid run by the sequential executor: the reference tables."""
+    board = small_board(tmp_path_factory.mktemp("seq") / "small")
+    proc = perbench("run", str(board), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    return board
+
+
+@pytest.fixture
+def board(tmp_path) -> Path:
+    return small_board(tmp_path / "small")
+
+
+@pytest.mark.parametrize("fault", ["epoch:1", "write:3"])
+def test_a_killed_worker_is_retried_and_the_grid_completes(board, sequential, tmp_path, fault):
+    """kill -9 of a worker mid-training (after its first epoch) or mid-write (a file fully
+    written to its temp name, not yet renamed): the task runs again, the tables match."""
+    marker = tmp_path / "fired"
+    proc = perbench("run", str(board), "--workers", "2", "--quiet",
+                    env={"PERBENCH_FAULT": fault, "PERBENCH_FAULT_ONCE": str(marker)})
+    assert proc.returncode == 0, proc.stderr
+    assert marker.exists()  # the kill happened
+    assert "failed 0" in proc.stdout
+    assert_same_tables(board, sequential)  # every visible file reads; nothing lost or doubled
+    # a kill mid-write leaves at most a hidden temp file, which no reader lists
+    assert all(p.name.startswith(".") for p in (board / "results").rglob("*.tmp"))
+
+
+def test_stale_partial_files_are_swept(tmp_path):
+    import os
+    import time
+
+    old, fresh = tmp_path / "runs" / ".a.parquet.x.tmp", tmp_path / "runs" / ".b.parquet.y.tmp"
+    old.parent.mkdir()
+    old.write_bytes(b"partial")
+    fresh.write_bytes(b"partial")
+    an_hour_ago = time.time() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    assert store.sweep_partial(tmp_path) == [old]
+    assert fresh.exists() and not old.exists()  # a live writer's file is left alone
+
+
+def test_a_killed_driver_resumes_from_finished_cells(board, sequential):
+    proc = perbench("run", str(board), "--workers", "2", "--quiet",
+                    env={"PERBENCH_FAULT": "driver:3"})
+    assert proc.returncode == -signal.SIGKILL
+    finished_before = len(rows(board, "robustness")) + len(rows(board, "runs"))
+    assert finished_before >= 3  # what the driver had collected is on disk
+    proc = perbench("run", str(board), "--workers", "2", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert_same_tables(board, sequential)
+
+
+def test_workers_must_be_positive(board):
+    proc = perbench("run", str(board), "--workers", "0")
+    assert proc.returncode == 2 and "--workers must be at least 1" in proc.stderr
+
+
+# -- concurrent writers ------------------------------------------------------------------
+
+def _writer(results: str, worker: int, shared: int, own: int) -> None:
+    """Write ``shared`` cells every writer writes (same keys, as retried cells do) and
+    ``own`` cells of this writer only."""
+    import pandas as pd
+
+    for i in range(shared + own):
+        key = f"shared-{i}" if i < shared else f"w{worker}-{i}"
+        row = {"run_id": key, "eval_id": key, "attack": "pgd", "norm": "Linf", "eps": 0.1,
+               "n_examples": 10, "robust_acc": 0.5, "status": "ok",
+               "created_at": pd.Timestamp.now(tz="UTC")}
+        store.write_cell(Path(results), "robustness", key, [row])
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    results = tmp_path / "results"
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(results), w, 40, 25)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    table = store.read_table(results, "robustness")
+    assert len(table) == 40 + 4 * 25 and table["run_id"].is_unique
+    assert not list(results.rglob(".*.tmp"))
+    for path in results.rglob("*.parquet"):
+        pq.read_table(path)
+
+
+# -- random points: slow suite ----------------------------------------------------------
+
+@pytest.mark.slow
+def test_random_kills_never_lose_or_corrupt(tmp_path, sequential):
+    """20 trials: the driver (sequential or --workers 2) killed at a random cell, write or
+    epoch; then resumed. Counts corrupt files, duplicate rows and lost cells."""
+    rng = random.Random(0)
+    corrupt = duplicates = lost = 0
+    for trial in range(20):
+        board = small_board(tmp_path / f"t{trial}")
+        point = rng.choice(["cell", "write", "epoch", "driver"])
+        workers = ["--workers", "2"] if point == "driver" or rng.random() < 0.5 else []
+        fault = f"{point}:{rng.randint(1, 6)}"
+        perbench("run", str(board), "--quiet", *workers, env={"PERBENCH_FAULT": fault,
+                 "PERBENCH_FAULT_ONCE": str(tmp_path / f"fired{trial}")})
+        proc = perbench("run", str(board), "--quiet", *workers)
+        assert proc.returncode == 0, proc.stderr
+        for path in (board / "results").rglob("*.parquet"):
+            try:
+                pq.read_table(path)
+            except Exception:  # noqa: BLE001
+                corrupt += 1
+        for table, key in [("runs", "run_id"), ("robustness", "eval_id"), ("latency", "eval_id")]:
+            got, ref = rows(board, table), rows(sequential, table)
+            duplicates += len(got) - len(got.drop_duplicates([key, *(["batch_size"]
+                                                              if table == "latency" else [])]))
+            lost += len(set(ref[key]) - set(got[key]))
+    assert (corrupt, duplicates, lost) == (0, 0, 0)
