@@ -44,7 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError("--executor ray needs Ray: pip install 'perbench[ray]'") from None
         report = run_ray(spec, board / "results", address=args.address,
                          retry_failed=args.retry_failed, show_progress=not args.quiet,
-                         max_retries=args.max_retries)
+                         max_retries=args.max_retries, gpus_per_cell=args.gpus_per_cell)
     elif args.address is not None:
         raise UsageError("--address is for --executor ray")
     elif args.workers and args.workers > 1:
@@ -241,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--address", help="Ray cluster address: auto (the cluster this machine "
                                        "joined) or HOST:PORT; default: start a local Ray")
     run.add_argument("--workers", type=int, help="local executor: run cells in N processes")
+    run.add_argument("--gpus-per-cell", type=float, default=0.0,
+                     help="--executor ray: GPUs each cell's task asks for (e.g. 1, or 0.5 to "
+                          "share one GPU between two cells)")
     run.add_argument("--max-retries", type=int, default=2,
                      help="parallel executors: times a cell is retried when its worker dies")
     run.set_defaults(fn=cmd_run)

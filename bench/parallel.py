@@ -144,6 +144,11 @@ def run_processes(spec: GridSpec, results: Path, workers: int, *, retry_failed: 
                     else:
                         waiting.insert(0, i)
                     continue
+                except Exception as exc:  # escaped the task's own handling (e.g. a full disk)
+                    report.failed.append(f"{todo[i].name}: {tasks.error_text(exc)}")
+                    done.add(i)
+                    bar.update(todo[i].cells)
+                    continue
                 report.add(outcome)
                 done.add(i)
                 bar.update(outcome.cells)
@@ -226,9 +231,8 @@ def run_ray(spec: GridSpec, results: Path, *, address: str | None = None,
         i = index[ready[0]]
         try:
             outcome = ray.get(ready[0])
-        except (ray.exceptions.WorkerCrashedError, ray.exceptions.RayTaskError,
-                ray.exceptions.NodeDiedError) as exc:
-            # the worker died beyond its retries, or a task it waits for did
+        except ray.exceptions.RayError as exc:
+            # the worker died beyond its retries (or its node did), or a task it waits for
             if todo[i].train is not None:
                 _worker_died(todo[i], results, max_retries + 1, report)
             else:

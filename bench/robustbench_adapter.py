@@ -112,7 +112,7 @@ def install_autoattack_alias() -> bool:
     try:
         if importlib.util.find_spec(_ALIAS) is not None:
             return False  # the original AutoAttack is installed: robustbench gets it
-    except (ImportError, ValueError):
+    except (ImportError, ValueError):  # a broken half-installed module counts as absent
         pass
     # first, so that the path finder never loads pyautoattack's files a second time as
     # "autoattack.<sub>" (which would give two distinct EvaluationState classes)

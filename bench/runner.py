@@ -108,6 +108,7 @@ def run_train_cell(cell: TrainCell, results: Path, device: torch.device | None =
         "checkpoint": str(ckpt.relative_to(results)), "submission_id": None, "host": host(),
         "device": device_name(device), "versions": versions_json(), "created_at": now(),
         "train_size": len(tr_y), "augment": kind, "load_avg": load_avg(),
+        "nondeterminism": nondeterminism(device),
     }
     unknown = set(ctx.run_fields) - set(TABLES["runs"].names)
     if unknown:
@@ -117,6 +118,15 @@ def run_train_cell(cell: TrainCell, results: Path, device: torch.device | None =
     for table, rows in ctx.tables.items():
         tables[table] = [{**r, "run_id": cell.key} for r in rows]
     return run, tables
+
+
+def nondeterminism(device: torch.device) -> str | None:
+    """What keeps a run on ``device`` from repeating bit for bit, or None (CPU kernels here
+    are deterministic for a fixed thread count)."""
+    if device.type != "cuda" or torch.are_deterministic_algorithms_enabled():
+        return None
+    return ("CUDA: atomic adds in backward kernels and cuDNN's algorithm choice make repeated "
+            "runs differ in the last bits (torch.use_deterministic_algorithms is off)")
 
 
 def training_split(train_y: torch.Tensor, val_size: float, seed: int, train_size: int | None,

@@ -25,6 +25,9 @@ TABLES: dict[str, pa.Schema] = {
         # the host's 1-minute load average as the cell ended: timings taken beside other
         # work (a load above the cell's threads) read high, and this says so.
         ("load_avg", _f),
+        # why the same cell may not repeat bit for bit on this platform (CUDA's atomic adds
+        # and cuDNN's algorithm choice); null where training is deterministic (CPU)
+        ("nondeterminism", _s),
     ]),
     "history": pa.schema([
         ("run_id", _s), ("epoch", _i), ("lr", _f), ("train_loss", _f), ("train_acc", _f),
