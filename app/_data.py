@@ -17,7 +17,8 @@ import streamlit as st
 from bench.compare import per_run_metrics
 from bench.leaderboard import accuracy_columns, format_eps, threat_models
 from bench.show import flop_unit, mce_reference
-from bench.store import read_all
+from bench.spec import results_location
+from bench.store import Location, is_uri, location, read_all, table_files
 
 ENV_VAR = "PERBENCH_LEADERBOARD"
 REPO = Path(__file__).resolve().parent.parent
@@ -33,7 +34,7 @@ def requested_leaderboard(argv: Sequence[str], environ: Mapping[str, str]) -> Pa
 
 
 def has_results(board: Path) -> bool:
-    return any((board / "results" / "runs").glob("*.parquet"))
+    return bool(table_files(results_location(board), "runs"))
 
 
 def leaderboard_choices(requested: Path | None) -> list[Path]:
@@ -46,20 +47,31 @@ def leaderboard_choices(requested: Path | None) -> list[Path]:
     return [requested, *(b for b in found if b != requested)]
 
 
-def results_stamp(results: Path) -> tuple[tuple[str, int], ...]:
-    """Every results file with its mtime: the cache key that changes when results do."""
-    return tuple(sorted((str(p.relative_to(results)), p.stat().st_mtime_ns)
-                        for p in results.glob("*/*.parquet")))
+def results_stamp(results: Location) -> tuple[tuple[str, str], ...]:
+    """Every results file with its mtime (or, on object stores, what the backend says of
+    it): the cache key that changes when results do."""
+    if is_uri(results):
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(results)
+        if not fs.exists(root):
+            return ()
+        found = fs.find(root, detail=True)
+        return tuple(sorted((p, str(info.get("mtime") or info.get("ETag") or info.get("size")))
+                            for p, info in found.items() if p.endswith(".parquet")))
+    return tuple(sorted((str(p.relative_to(results)), str(p.stat().st_mtime_ns))
+                        for p in Path(results).glob("*/*.parquet")))
 
 
 @st.cache_data(show_spinner=False)
-def _cached_tables(results: str, stamp: tuple[tuple[str, int], ...]) -> dict[str, pd.DataFrame]:
+def _cached_tables(results: str, stamp: tuple[tuple[str, str], ...]) -> dict[str, pd.DataFrame]:
     # every table: the Method page also draws history, removed samples and layer sparsity
-    return read_all(Path(results))
+    return read_all(location(results))
 
 
-def tables(results: Path) -> dict[str, pd.DataFrame]:
-    return _cached_tables(str(results.resolve()), results_stamp(results))
+def tables(results: Location) -> dict[str, pd.DataFrame]:
+    results = location(results)
+    return _cached_tables(str(results), results_stamp(results))
 
 
 @dataclass(frozen=True)
@@ -76,7 +88,7 @@ class Selection:
 
     @property
     def mce_reference(self) -> str:
-        return mce_reference(self.board / "results")
+        return mce_reference(results_location(self.board), self.board)
 
 
 def remembered_select(label: str, options: Sequence[Any], key: str,
@@ -106,7 +118,7 @@ def select(*, by_arch: bool = True) -> Selection | None:
                 "`perbench run leaderboards/quickstart`, then reload.")
         return None
     board = remembered_select("Leaderboard", boards, "board", format_func=lambda b: b.name)
-    data = tables(board / "results")
+    data = tables(results_location(board))
     runs = data["runs"]
     if runs.empty:
         st.info(f"No results yet for **{board.name}**. Fill them in with "

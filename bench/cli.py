@@ -28,12 +28,20 @@ def _leaderboard_dir(path: str) -> Path:
     return p
 
 
+def _results(board: Path, spec=None):
+    """The board's results location: a folder, or the fsspec URI its grid.yaml names."""
+    from bench.spec import results_location
+
+    return results_location(board, spec)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.executor import run_local
     from bench.spec import load_spec
 
     board = _leaderboard_dir(args.leaderboard)
     spec = load_spec(board / "grid.yaml")
+    results = _results(board, spec)
     start = time.perf_counter()
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1, not {args.workers}")
@@ -42,7 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             from bench.parallel import run_ray
         except ImportError:
             raise UsageError("--executor ray needs Ray: pip install 'perbench[ray]'") from None
-        report = run_ray(spec, board / "results", address=args.address,
+        report = run_ray(spec, results, address=args.address,
                          retry_failed=args.retry_failed, show_progress=not args.quiet,
                          max_retries=args.max_retries, gpus_per_cell=args.gpus_per_cell)
     elif args.address is not None:
@@ -50,11 +58,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif args.workers and args.workers > 1:
         from bench.parallel import run_processes
 
-        report = run_processes(spec, board / "results", args.workers,
+        report = run_processes(spec, results, args.workers,
                                retry_failed=args.retry_failed, show_progress=not args.quiet,
                                max_retries=args.max_retries)
     else:
-        report = run_local(spec, board / "results", retry_failed=args.retry_failed,
+        report = run_local(spec, results, retry_failed=args.retry_failed,
                            show_progress=not args.quiet)
     took = time.perf_counter() - start
     print(f"{spec.name}: trained {report.trained}, evaluated {report.evaluated}, "
@@ -65,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.quiet:
         from bench.show import render
 
-        print(render(board / "results", "table"))
+        print(render(results, "table", board=board))
     return 0
 
 
@@ -73,7 +81,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from bench.show import render
 
     board = _leaderboard_dir(args.leaderboard)
-    print(render(board / "results", args.format, provenance=args.provenance))
+    print(render(_results(board), args.format, provenance=args.provenance, board=board))
     return 0
 
 
@@ -86,8 +94,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from bench.show import mce_reference
 
     board = _leaderboard_dir(args.leaderboard)
-    metrics = per_run_metrics(load_tables(board / "results"), norm=args.norm, eps=args.eps,
-                              mce_reference=mce_reference(board / "results"))
+    metrics = per_run_metrics(load_tables(_results(board)), norm=args.norm, eps=args.eps,
+                              mce_reference=mce_reference(_results(board), board))
     try:
         table = compare(metrics, args.a, args.b)
     except ValueError as exc:
@@ -112,7 +120,7 @@ def cmd_robustbench_export(args: argparse.Namespace) -> int:
 
     board = _leaderboard_dir(args.leaderboard)
     try:
-        entry = export_entry(load_tables(board / "results"), args.run,
+        entry = export_entry(load_tables(_results(board)), args.run,
                              threat_model=args.threat_model, eps=args.eps)
     except ValueError as exc:
         raise UsageError(f"{board}: {exc}") from None
@@ -135,7 +143,7 @@ def cmd_robustbench_import(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.path}: no valid RobustBench entries for {args.dataset} "
                          f"{args.threat_model}")
     key = reference_key(args.path, args.dataset, args.threat_model)
-    path = write_cell(board / "results", "reference", key, rows)
+    path = write_cell(_results(board), "reference", key, rows)
     print(f"imported {len(rows)} RobustBench entries ({args.dataset}, {args.threat_model}) "
           f"into {path}")
     return 0
@@ -194,7 +202,7 @@ def cmd_eval_model(args: argparse.Namespace) -> int:
         print(f"  FAILED {line}")
     from bench.submission import ranks
 
-    for line in ranks(board / "results", args.name):
+    for line in ranks(_results(board), args.name, board):
         print(line)
     return 0
 

@@ -7,7 +7,6 @@ Where files are looked for is explained in `bench.data.locate`.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -87,7 +87,7 @@ def run_local(spec: GridSpec, results: Path, *, retry_failed: bool = False,
     process that first loads these plugin sources, stopped after ``cell_timeout`` seconds.
     ``extra_runs``: models trained elsewhere, already recorded in ``runs``, to evaluate.
     """
-    results = Path(results)
+    results = store.location(results)
     store.sweep_partial(results)
     grid = expand(spec, extra_runs)
     mine = grid if only_methods is None else restrict(grid, only_methods)

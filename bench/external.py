@@ -139,7 +139,7 @@ def import_model(spec, results: Path, checkpoint: Path, arch: str, label: str,
         "dataset": dataset, "arch": arch, "seed": run.seed, "threads": spec.threads,
         "status": "ok", "params": count_params(model),
         "nonzero_params": count_nonzero_params(model), "infer_flops": infer, "clean_acc": clean,
-        "n_test": len(data.test_y), "checkpoint": str(ckpt.relative_to(results)),
+        "n_test": len(data.test_y), "checkpoint": store.checkpoint_relpath(run.key),
         "submission_id": run.submission_id, "host": host(), "device": device_name(device),
         "versions": versions_json(), "created_at": now(), "load_avg": load_avg(),
     }])
@@ -156,7 +156,7 @@ def eval_model(board: Path, checkpoint: Path, *, arch: str, label: str,
     from bench.executor import run_local
     from bench.provenance import versions_json
     from bench.runner import now
-    from bench.spec import load_spec
+    from bench.spec import load_spec, results_location
 
     board = Path(board)
     spec = load_spec(board / "grid.yaml")
@@ -168,7 +168,7 @@ def eval_model(board: Path, checkpoint: Path, *, arch: str, label: str,
         ARCHS.get(arch)  # a factory's import error or missing function is reported as is
     except UnknownNameError as exc:
         raise ValueError(str(exc)) from None
-    results = board / "results"
+    results = results_location(board, spec)
     run = import_model(spec, results, checkpoint, arch, label, dataset)
     sid = run.submission_id
     config = store.read_cell(results, "runs", run.key)["method_config"].iloc[0]

@@ -7,12 +7,11 @@ returned note says so. Accuracies stay fractions in [0, 1]; formatting is the ca
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bench.store import empty_table, read_table
+from bench.store import Location, empty_table, location, read_table
 
 KEYS = ["method", "dataset", "arch"]
 STANDARD_ATTACK = "autoattack"
@@ -29,9 +28,9 @@ BASE_COLUMNS = [
 ]
 
 
-def load_tables(results: Path) -> dict[str, pd.DataFrame]:
-    """The tables a leaderboard reads, from ``leaderboards/<name>/results``."""
-    return {name: read_table(Path(results), name) for name in TABLES_USED}
+def load_tables(results: Location) -> dict[str, pd.DataFrame]:
+    """The tables a leaderboard reads, from ``leaderboards/<name>/results`` (or a URI)."""
+    return {name: read_table(location(results), name) for name in TABLES_USED}
 
 
 def format_eps(eps: float) -> str:

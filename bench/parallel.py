@@ -102,7 +102,7 @@ def run_processes(spec: GridSpec, results: Path, workers: int, *, retry_failed: 
     """The grid on ``workers`` local processes (spawned: no state shared with the driver)."""
     import multiprocessing as mp
 
-    results = Path(results).resolve()
+    results = store.location(results)
     todo, skipped = plan(spec, results, retry_failed)
     report = RunReport(skipped=skipped)
     work = [i for i, t in enumerate(todo) if t.hardware is None]
@@ -199,11 +199,12 @@ def run_ray(spec: GridSpec, results: Path, *, address: str | None = None,
 
     Each task asks for its cell's thread count in CPUs (the cell sets exactly that many
     torch threads, whatever Ray's default) and ``gpus_per_cell`` GPUs. ``results`` must be
-    a folder every node sees at the same path (a shared filesystem).
+    a folder every node sees at the same path (a shared filesystem), or an fsspec URI
+    every node can reach (an object store).
     """
     import ray
 
-    results = Path(results).resolve()
+    results = store.location(results)
     if not ray.is_initialized():
         # Faults and settings travel to the workers through PERBENCH_* variables.
         env = {k: v for k, v in os.environ.items() if k.startswith("PERBENCH_")}

@@ -105,7 +105,7 @@ def run_train_cell(cell: TrainCell, results: Path, device: torch.device | None =
         "train_seconds": stats.train_seconds, "peak_mem_bytes": stats.peak_mem_bytes,
         "params": count_params(model), "nonzero_params": count_nonzero_params(model),
         "infer_flops": infer, "clean_acc": clean, "val_acc": val, "n_test": len(data.test_y),
-        "checkpoint": str(ckpt.relative_to(results)), "submission_id": None, "host": host(),
+        "checkpoint": store.checkpoint_relpath(cell.key), "submission_id": None, "host": host(),
         "device": device_name(device), "versions": versions_json(), "created_at": now(),
         "train_size": len(tr_y), "augment": kind, "load_avg": load_avg(),
         "nondeterminism": nondeterminism(device),
@@ -168,8 +168,8 @@ def load_trained(cell: TrainCell, results: Path, device: torch.device):
     data = load_dataset(cell.dataset, cell.data_root)
     model = build_model(data, cell.arch)
     # weights_only: checkpoints in a results folder may come from someone else's run.
-    state = torch.load(store.checkpoint_path(results, cell.key), map_location="cpu",
-                       weights_only=True)
+    with store.open_read(store.checkpoint_path(results, cell.key)) as f:
+        state = torch.load(f, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return data, model.to(device).eval()
 

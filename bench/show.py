@@ -14,26 +14,29 @@ import yaml
 from tabulate import tabulate
 
 from bench.leaderboard import format_eps, leaderboard_frame, load_tables
-from bench.store import read_table
+from bench.store import Location, is_uri, location, read_table
 
 FORMATS = ("table", "csv", "json", "markdown")
 _TEXT_COLUMNS = ("method", "dataset", "arch", "status", "source", "flags")
 _FLOP_UNITS = (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3))
 
 
-def render(results_dir: Path, fmt: str = "table", provenance: bool = False) -> str:
-    """The leaderboard of ``leaderboards/<name>/results`` in one of ``FORMATS``; with
+def render(results_dir: Location, fmt: str = "table", provenance: bool = False,
+           board: Path | None = None) -> str:
+    """The leaderboard of ``leaderboards/<name>/results`` (or the fsspec URI its grid names;
+    then pass ``board``, the folder holding grid.yaml) in one of ``FORMATS``; with
     ``provenance``, the table/markdown formats also list each row's source, code and config."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
-    frame, note = leaderboard_frame(load_tables(Path(results_dir)),
-                                    mce_reference=mce_reference(Path(results_dir)))
+    results_dir = location(results_dir)
+    frame, note = leaderboard_frame(load_tables(results_dir),
+                                    mce_reference=mce_reference(results_dir, board))
     if fmt == "csv":
         return frame.to_csv(index=False)
     if fmt == "json":
         return json.dumps(_records(frame), indent=2)
-    title = leaderboard_name(Path(results_dir))
-    reference = reference_section(Path(results_dir), fmt)
+    title = Path(board).name if board is not None else leaderboard_name(results_dir)
+    reference = reference_section(results_dir, fmt)
     if frame.empty:
         return "\n\n".join([f"{title}: {note}", *reference])
     scope = [frame[c].iloc[0] for c in ("dataset", "arch") if frame[c].nunique() == 1]
@@ -96,9 +99,12 @@ def reference_section(results_dir: Path, fmt: str) -> list[str]:
     return [f"### {heading}", table] if fmt == "markdown" else [f"{heading}:\n\n{table}"]
 
 
-def mce_reference(results_dir: Path) -> str:
-    """The grid's ``corruptions.reference`` beside ``results/``, else ``erm``."""
-    grid = Path(results_dir).resolve().parent / "grid.yaml"
+def mce_reference(results_dir: Location, board: Path | None = None) -> str:
+    """The grid's ``corruptions.reference`` (the grid in ``board``, else beside a local
+    ``results/``), else ``erm``."""
+    if board is None and is_uri(results_dir):
+        return "erm"
+    grid = (Path(board) if board is not None else Path(results_dir).resolve().parent) / "grid.yaml"
     try:
         ref = ((yaml.safe_load(grid.read_text()) or {}).get("corruptions") or {}).get("reference")
     except (OSError, AttributeError, yaml.YAMLError):
@@ -106,10 +112,10 @@ def mce_reference(results_dir: Path) -> str:
     return ref if isinstance(ref, str) else "erm"
 
 
-def leaderboard_name(results_dir: Path) -> str:
-    """``quickstart`` for ``leaderboards/quickstart/results``."""
-    results_dir = results_dir.resolve()
-    return results_dir.parent.name if results_dir.name == "results" else results_dir.name
+def leaderboard_name(results_dir: Location) -> str:
+    """``quickstart`` for ``leaderboards/quickstart/results`` (or ``s3://b/quickstart/results``)."""
+    parts = str(location(results_dir)).rstrip("/").split("/")
+    return parts[-2] if parts[-1] == "results" and len(parts) > 1 else parts[-1]
 
 
 def flop_unit(value: float) -> tuple[str, float]:

@@ -194,6 +194,23 @@ class GridSpec(_Strict):
     augment: Literal["none", "crop", "crop_flip"] | None = Field(
         None, description="training augmentation; None = the dataset's default")
     data_root: str | None = None
+    results: str | None = Field(
+        None, description="where the result tables go: a folder (relative to the leaderboard) "
+                          "or an fsspec URI such as s3://bucket/board; default <leaderboard>/results")
+
+    @field_validator("results")
+    @classmethod
+    def _known_filesystem(cls, v: str | None) -> str | None:
+        if v is None or "://" not in v:
+            return v
+        import fsspec
+
+        protocol = v.split("://", 1)[0]
+        try:
+            fsspec.get_filesystem_class(protocol)
+        except (ValueError, ImportError) as exc:
+            raise ValueError(f"{v!r}: fsspec cannot open {protocol}:// here ({exc})") from None
+        return v.rstrip("/")
 
     @field_validator("methods", mode="before")
     @classmethod
@@ -216,6 +233,25 @@ def _fmt_loc(loc: tuple) -> str:
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
+
+
+def results_location(board: str | Path, spec: GridSpec | None = None) -> Path | str:
+    """Where a leaderboard's tables live: ``grid.yaml``'s ``results`` (a folder relative to
+    the leaderboard, or an fsspec URI), else ``<board>/results``. Works without a valid
+    grid file (``show`` and the app read boards whose grid was never written here)."""
+    board = Path(board)
+    value = spec.results if spec is not None else None
+    if spec is None and (board / "grid.yaml").is_file():
+        try:
+            raw = yaml.safe_load((board / "grid.yaml").read_text())
+        except yaml.YAMLError:
+            raw = None
+        value = raw.get("results") if isinstance(raw, dict) else None
+    if not value:
+        return board / "results"
+    if "://" in str(value):
+        return str(value).rstrip("/")
+    return (board / str(value)).resolve()
 
 
 def load_spec(path: str | Path) -> GridSpec:

@@ -263,10 +263,11 @@ def submit(source_ref: str, board: Path, *, label: str | None = None, method: st
     from bench.plugins import CompositionError, compose
     from bench.provenance import versions_json
     from bench.runner import now
-    from bench.spec import MethodSpec, SpecError, load_spec
+    from bench.spec import MethodSpec, SpecError, load_spec, results_location
 
     board = Path(board)
     spec = load_spec(board / "grid.yaml")
+    results = results_location(board, spec)
     source = load_source(source_ref)
     composition = composition_for(source, method, on)
     config = dict(config or {})
@@ -304,12 +305,12 @@ def submit(source_ref: str, board: Path, *, label: str | None = None, method: st
     code_path = None
     if source.path is not None:  # keep the code that produced the rows beside them
         code_path = Path("submission_code") / f"{sid}.py"
-        target = board / "results" / code_path
-        if not target.exists():
+        target = store.join(results, *code_path.parts)
+        if not store.exists(target):
             data = source.path.read_bytes()
             store.atomic_write_bytes(target, lambda f: f.write(data))
-    if not store.has_cell(board / "results", "submissions", sid):
-        store.write_cell(board / "results", "submissions", sid, [{
+    if not store.has_cell(results, "submissions", sid):
+        store.write_cell(results, "submissions", sid, [{
             "submission_id": sid, "name": label, "authors": authors, "link": link,
             "license": license, "method": composition, "code_sha": source.code_sha,
             "created_at": now(), "source": source.ref if source.path is None else source.path.name,
@@ -317,10 +318,10 @@ def submit(source_ref: str, board: Path, *, label: str | None = None, method: st
             "config": _json({"name": composition, **resolved}), "leaderboard": spec.name,
             "versions": versions_json(), "kind": "method"}])
     report = SubmitReport(submission_id=sid, label=label, composition=composition, smoke=smoke)
-    report.run = run_local(full, board / "results", only_methods={label}, submission_id=sid,
+    report.run = run_local(full, results, only_methods={label}, submission_id=sid,
                            isolate=(source.ref,), cell_timeout=timeout,
                            show_progress=show_progress)
-    report.ranks = ranks(board / "results", label)
+    report.ranks = ranks(results, label, board)
     return report
 
 
@@ -330,7 +331,7 @@ def _json(value) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def ranks(results: Path, label: str) -> list[str]:
+def ranks(results, label: str, board: Path | None = None) -> list[str]:
     """Where ``label`` stands on each (dataset, arch) it ran on, one line each."""
     from bench.leaderboard import leaderboard_frame, load_tables
     from bench.show import mce_reference
@@ -341,7 +342,7 @@ def ranks(results: Path, label: str) -> list[str]:
     lines = []
     for (dataset, arch), _ in mine.groupby(["dataset", "arch"]):
         frame, _note = leaderboard_frame(tables, dataset=dataset, arch=arch,
-                                         mce_reference=mce_reference(results))
+                                         mce_reference=mce_reference(results, board))
         row = frame[frame["method"] == label]
         ranked = frame["rank"].notna().sum()
         attack = frame["rank_attack"].iloc[0]

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from bench import store
+from bench.spec import results_location
 
 from conftest import FIXTURE
 
@@ -30,7 +31,8 @@ def perbench(*args: str, env: dict | None = None) -> subprocess.CompletedProcess
 
 
 def rows(board: Path, table: str):
-    return store.read_table(board / "results", table)
+    """One table of a leaderboard, wherever its grid keeps results (a folder or a URI)."""
+    return store.read_table(results_location(board), table)
 
 
 def test_tables_complete(finished):
@@ -111,8 +113,10 @@ def assert_same_tables(board: Path, reference: Path) -> None:
         # Same spec, seed and threads: training is deterministic, so values match too.
         if table != "latency":
             assert _identity(got, cols) == _identity(ref, cols), table
-    for path in (board / "results").rglob("*.parquet"):
-        pq.read_table(path)  # no corrupt file is visible
+    for table in store.TABLES:  # no corrupt file is visible
+        for path in store.table_files(results_location(board), table):
+            with store.open_read(path) as f:
+                pq.read_table(f)
 
 
 def test_failed_cell_recorded_once_and_grid_goes_on(board):

@@ -3,7 +3,6 @@ checkpoint that cannot be trusted or does not fit is refused with a clear messag
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import torch

@@ -121,6 +121,114 @@ def test_concurrent_writers_lose_nothing(tmp_path):
         pq.read_table(path)
 
 
+# -- results on an fsspec filesystem -----------------------------------------------------
+
+def uri_board(dest: Path, uri: str) -> Path:
+    board = small_board(dest)
+    spec = yaml.safe_load((board / "grid.yaml").read_text())
+    spec["results"] = uri
+    (board / "grid.yaml").write_text(yaml.safe_dump(spec))
+    return board
+
+
+def test_workers_write_results_to_a_filesystem_uri(tmp_path, sequential):
+    """``results: file:///…`` goes through the fsspec path (temp object, then move), from
+    two worker processes, one of them killed mid-write: the same tables as the sequential
+    run in a local folder, nothing in the board's own folder, and show reads the URI."""
+    shared = tmp_path / "shared-storage" / "small"
+    board = uri_board(tmp_path / "small", f"file://{shared}")
+    marker = tmp_path / "fired"
+    proc = perbench("run", str(board), "--workers", "2", "--quiet",
+                    env={"PERBENCH_FAULT": "write:3", "PERBENCH_FAULT_ONCE": str(marker)})
+    assert proc.returncode == 0, proc.stderr
+    assert marker.exists() and "failed 0" in proc.stdout
+    assert not (board / "results").exists()
+    assert len(list((shared / "checkpoints").glob("*.pt"))) == 2
+    assert_same_tables(board, sequential)
+    shown = perbench("show", str(board), "--format", "csv")
+    assert shown.returncode == 0, shown.stderr
+    import io
+
+    import pandas as pd
+
+    assert sorted(pd.read_csv(io.StringIO(shown.stdout))["method"]) == ["erm", "fast_at"]
+
+
+def test_an_in_memory_filesystem_holds_a_whole_grid(tmp_path, sequential):
+    """``memory://`` (fsspec's in-process store, standing in for an object store): every
+    table and checkpoint goes through fsspec; a rerun finds every cell done."""
+    import fsspec
+
+    from bench.executor import run_local
+    from bench.spec import load_spec, results_location
+
+    uri = f"memory://perbench-test/{tmp_path.name}/results"
+    board = uri_board(tmp_path / "small", uri)
+    spec = load_spec(board / "grid.yaml")
+    assert results_location(board, spec) == uri
+    try:
+        report = run_local(spec, results_location(board, spec), show_progress=False)
+        assert report.failed == [] and report.trained == 2
+        assert_same_tables(board, sequential)
+        again = run_local(spec, uri, show_progress=False)
+        assert again.did_work == 0 and again.skipped == report.did_work
+    finally:
+        fsspec.filesystem("memory").rm(uri.removeprefix("memory://"), recursive=True)
+
+
+def test_a_write_killed_on_a_uri_leaves_only_a_hidden_temp_object(monkeypatch):
+    import fsspec
+
+    uri = "memory://perbench-test/killed/results"
+    row = {"run_id": "k", "eval_id": "k", "attack": "pgd", "norm": "Linf", "eps": 0.1,
+           "n_examples": 10, "robust_acc": 0.5, "status": "ok"}
+
+    def die(point: str) -> None:
+        raise KeyboardInterrupt  # as far as the writer is concerned, the process ends here
+
+    monkeypatch.setattr(store, "fault_point", die)
+    fs = fsspec.filesystem("memory")
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            store.write_cell(uri, "robustness", "k", [row])
+        assert not store.has_cell(uri, "robustness", "k")
+        assert store.table_files(uri, "robustness") == []
+        monkeypatch.undo()
+        store.write_cell(uri, "robustness", "k", [row])
+        assert store.read_table(uri, "robustness")["run_id"].tolist() == ["k"]
+        # a foreign file beside it is reported with its path and skipped
+        fs.pipe("/perbench-test/killed/results/robustness/junk.parquet", b"not parquet")
+        with pytest.warns(UserWarning, match="junk.parquet"):
+            assert len(store.read_table(uri, "robustness")) == 1
+    finally:
+        fs.rm("/perbench-test/killed", recursive=True)
+
+
+def test_stale_temp_objects_on_a_uri_are_swept(tmp_path):
+    import os
+    import time
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    old, fresh = runs / ".a.parquet.x.tmp", runs / ".b.parquet.y.tmp"
+    old.write_bytes(b"partial")
+    fresh.write_bytes(b"partial")
+    an_hour_ago = time.time() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    removed = store.sweep_partial(f"file://{tmp_path}")
+    assert [str(r).removeprefix("file://") for r in removed] == [str(old)]
+    assert fresh.exists() and not old.exists()
+
+
+def test_a_filesystem_fsspec_cannot_open_is_a_clear_error(board):
+    spec = yaml.safe_load((board / "grid.yaml").read_text())
+    spec["results"] = "nosuchfs://bucket/board"
+    (board / "grid.yaml").write_text(yaml.safe_dump(spec))
+    proc = perbench("run", str(board), "--quiet")
+    assert proc.returncode == 2
+    assert "results" in proc.stderr and "fsspec cannot open nosuchfs://" in proc.stderr
+
+
 # -- random points: slow suite ----------------------------------------------------------
 
 @pytest.mark.slow

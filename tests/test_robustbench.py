@@ -12,7 +12,7 @@ from bench.cli import main
 from bench.leaderboard import load_tables
 from bench.robustbench import export_entry, import_entries
 from bench.show import render
-from test_leaderboard import run_row, write_results
+from test_leaderboard import write_results
 
 RICE = {"link": "https://arxiv.org/abs/2002.11569",
         "name": "Overfitting in adversarially robust deep learning",
