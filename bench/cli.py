@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench.speed import DEFAULT_FIGURES, FIGURES
+
 EXIT_USAGE = 2
 
 
@@ -237,6 +239,69 @@ def _registries() -> dict:
             "hardware": HARDWARE}
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import hashlib
+
+    import torch
+    from tabulate import tabulate
+    from tqdm.auto import tqdm
+
+    from bench import store
+    from bench.speed import figures as speed
+
+    board = _leaderboard_dir(args.leaderboard)
+    figures = tuple(f.strip() for f in args.figures.split(",") if f.strip())
+    if args.quickstart and "quickstart" not in figures:
+        figures += ("quickstart",)
+    unknown = sorted(set(figures) - set(FIGURES))
+    if unknown:
+        raise UsageError(f"--figures: unknown {', '.join(unknown)}; allowed: "
+                         f"{', '.join(FIGURES)}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device here (torch.cuda.is_available() is False)")
+    device = torch.device(args.device)
+    try:
+        subject = speed.load_subject(board, method=args.method, arch=args.arch, seed=args.seed,
+                                     run_id=args.run, device=device)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"measuring {', '.join(figures)} on {subject.name}, {args.threads} threads, "
+          f"{device.type}", file=sys.stderr)
+    bar = tqdm(total=len(figures), desc="bench", unit="figure", disable=args.quiet)
+    started: list[str] = []
+
+    def progress(name: str) -> None:  # called as each figure starts
+        if started:
+            bar.update(1)
+        started.append(name)
+        bar.set_postfix_str(name)
+
+    figs = speed.measure(subject, figures, threads=args.threads, points=args.points,
+                         images=args.images, repeats=args.repeats, aa_points=args.aa_points,
+                         progress=progress)
+    bar.update(len(figures) - bar.n)
+    bar.close()
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    bench_id = hashlib.sha1(f"{stamp}{os.uname().nodename}{os.getpid()}".encode()).hexdigest()[:16]
+    rows = speed.rows(figs, bench_id=bench_id, threads=args.threads, device=device)
+    table = [[f.figure, _num(f.value), _num(f.reference), f.unit, _num(f.ratio), f.ratio_meaning,
+              "" if f.target is None else ("<= " if f.lower_is_better else ">= ") + _num(f.target),
+              {True: "yes", False: "NO", None: ""}[f.target_met]] for f in figs]
+    print(tabulate(table, headers=["figure", "PERBench", "reference", "unit", "ratio",
+                                   "ratio is", "target", "met"], disable_numparse=True))
+    print(f"machine: {rows[0]['device_name']}, {args.threads} threads, host {rows[0]['host']}")
+    if not args.no_save:
+        path = store.write_cell(_results(board), "speed", bench_id, rows)
+        print(f"saved to {path}")
+    return 0
+
+
+def _num(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perbench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -255,6 +320,29 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-retries", type=int, default=2,
                      help="parallel executors: times a cell is retried when its worker dies")
     run.set_defaults(fn=cmd_run)
+    bench = sub.add_parser("bench", help="measure PERBench's speed against plain PyTorch loops "
+                                         "in the same run; store it with the leaderboard")
+    bench.add_argument("leaderboard", nargs="?", default="leaderboards/fashion-mnist",
+                       help="the leaderboard whose trained checkpoint the figures use "
+                            "(default: leaderboards/fashion-mnist)")
+    bench.add_argument("--method", default="pgd_at", help="the run's method (default pgd_at)")
+    bench.add_argument("--arch", help="the run's arch (default: the grid's first)")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--run", help="a run_id instead of --method/--arch/--seed")
+    bench.add_argument("--figures", default=",".join(DEFAULT_FIGURES),
+                       help="comma-separated, from: " + ", ".join(FIGURES))
+    bench.add_argument("--quickstart", action="store_true",
+                       help="also run the quickstart from scratch (minutes; py-spy for its "
+                            "compute share)")
+    bench.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    bench.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    bench.add_argument("--points", type=int, default=1000, help="PGD-10 evaluation points")
+    bench.add_argument("--images", type=int, default=1024, help="training images per epoch")
+    bench.add_argument("--aa-points", type=int, default=200, help="AutoAttack points")
+    bench.add_argument("--repeats", type=int, default=3, help="best of N, interleaved")
+    bench.add_argument("--no-save", action="store_true", help="print only; write no speed row")
+    bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    bench.set_defaults(fn=cmd_bench)
     show = sub.add_parser("show", help="print a leaderboard ranked by AutoAttack robust accuracy")
     show.add_argument("leaderboard")
     show.add_argument("--format", default="table", choices=["table", "csv", "json", "markdown"])

@@ -45,8 +45,11 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
 
 def train(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext, *,
           augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-          progress: Callable[[dict], None] | None = None) -> TrainStats:
-    """Run ``base`` with ``modifiers`` for the budget in ``ctx``; return measured costs."""
+          progress: Callable[[dict], None] | None = None, metered: bool = True) -> TrainStats:
+    """Run ``base`` with ``modifiers`` for the budget in ``ctx``; return measured costs.
+
+    ``metered=False`` skips FLOP counting (train_flops is then 0): only ``perbench bench``
+    uses it, to measure what counting costs."""
     stats = TrainStats()
     model = ctx.model
     ctx.optimizer = base.optimizer(ctx)
@@ -63,7 +66,7 @@ def train(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext, *,
     cuda = ctx.device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(ctx.device)
-    meter = FlopMeter()
+    meter = FlopMeter(enabled=metered)
     ctx.meter = meter
     start = time.perf_counter()
     model.train()

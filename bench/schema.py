@@ -100,6 +100,15 @@ TABLES: dict[str, pa.Schema] = {
         ("robust_attack", _s), ("venue", _s), ("link", _s), ("additional_data", _b),
         ("unreliable", _b), ("reported_elsewhere", _b), ("created_at", _t),
     ]),
+    # Measured speed of PERBench against plain PyTorch on one machine (``perbench bench``):
+    # one row per figure. value/reference: the same unit, PERBench and the plain loop (or
+    # the peak) measured in the same run; ratio: the figure's ratio as its target states it.
+    "speed": pa.schema([
+        ("bench_id", _s), ("figure", _s), ("value", _f), ("reference", _f), ("unit", _s),
+        ("ratio", _f), ("ratio_meaning", _s), ("target", _f), ("target_met", _b),
+        ("detail", _s), ("hardware", _s), ("device_name", _s), ("threads", _i), ("host", _s),
+        ("versions", _s), ("created_at", _t), ("load_avg", _f),
+    ]),
 }
 
 # Tables a method may write through ``TrainContext.emit``; run_id is filled in by the harness.

@@ -181,3 +181,31 @@ def test_meter_disabled_and_not_reentrant():
     with meter, pytest.raises(RuntimeError, match="already active"):
         with meter:
             pass
+
+
+@pytest.mark.parametrize("arch", ["small_cnn", "preact_resnet18_w16", "resnet18", "mobilenetv2",
+                                  "vgg16_bn", "densenet121", "wrn28_10"])
+def test_meter_total_equals_flop_counter_mode(arch):
+    """The meter's lean op counter applies torch's formulas without FlopCounterMode's module
+    tracking and decompositions: the totals must still agree exactly, for a training step's
+    forward and backward and for an attack's gradient w.r.t. an added delta."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bench.archs import ARCHS
+
+    torch.manual_seed(0)
+    model = ARCHS.create(arch, num_classes=10, in_channels=3, image_size=16,
+                         mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2))
+    x, y = torch.rand(2, 3, 16, 16), torch.tensor([1, 2])
+
+    def step() -> None:
+        delta = torch.zeros_like(x, requires_grad=True)
+        (grad,) = torch.autograd.grad(nn.functional.cross_entropy(model(x + delta), y), delta)
+        nn.functional.cross_entropy(model(x + grad.sign() * 0.01), y).backward()
+
+    with FlopCounterMode(display=False) as reference:
+        step()
+    with FlopMeter() as meter:
+        step()
+    assert reference.get_total_flops() > 0
+    assert meter.total == reference.get_total_flops()

@@ -1,0 +1,19 @@
+"""How fast PERBench runs, measured against plain PyTorch in the same process and run.
+
+Every figure times PERBench's code path and its reference side by side, interleaved and
+best-of-``repeats`` (the least disturbed measurement of each), with the same model, data,
+batch size and thread count: a ratio taken in one run is robust to what the machine is
+doing, an absolute number is not. The reference loops are in :mod:`bench.speed.reference`.
+
+Figures (issue #8): ``matmul_peak`` (the machine's float32 matmul FLOP/s), ``pgd10_eval``
+(attack evaluation vs a plain PGD loop), ``train_erm`` / ``train_pgd_at`` (training
+throughput vs a plain DataLoader loop, and as a fraction of the matmul peak),
+``meter_overhead`` (FLOP counting's cost), ``autoattack`` (through PERBench vs pyautoattack
+called directly) and ``quickstart`` (wall time and the share spent outside model compute).
+"""
+from __future__ import annotations
+
+# Names only here, so the CLI can list them without importing torch.
+FIGURES = ("matmul_peak", "pgd10_eval", "train_erm", "train_pgd_at", "meter_overhead",
+           "autoattack", "quickstart")
+DEFAULT_FIGURES = FIGURES[:-1]  # the quickstart takes minutes: asked for by name

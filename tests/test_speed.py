@@ -1,0 +1,99 @@
+"""`perbench bench` and the speed figures, on the tiny fixture grid's checkpoints: what is
+stored and printed, and that each figure measures the thing it names. Speeds themselves
+are measured in tests/benchmarks (`tox -e bench`), never asserted here."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from bench import store
+from bench.speed import figures as speed
+from bench.speed.quickstart import classify, shares
+from test_e2e import perbench
+
+
+@pytest.fixture(scope="module")
+def subject(finished):
+    return speed.load_subject(finished, method="fast_at")
+
+
+def test_bench_prints_and_stores_the_figures_with_the_machine(finished, tmp_path):
+    board = tmp_path / "tiny"
+    shutil.copytree(finished, board)
+    proc = perbench("bench", str(board), "--method", "fast_at", "--figures",
+                    "matmul_peak,pgd10_eval,train_pgd_at,meter_overhead", "--points", "64",
+                    "--images", "64", "--repeats", "1", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    for name in ("matmul_peak", "pgd10_eval", "train_pgd_at", "meter_overhead"):
+        assert name in proc.stdout
+    table = store.read_table(board / "results", "speed")
+    assert list(table["figure"]) == ["matmul_peak", "pgd10_eval", "train_pgd_at",
+                                     "meter_overhead"]
+    assert table["bench_id"].nunique() == 1
+    for col in ("host", "device_name", "versions", "created_at", "hardware"):
+        assert table[col].notna().all(), col
+    assert (table["threads"] == 2).all() and (table["hardware"] == "cpu-2t").all()
+    pgd = table.set_index("figure").loc["pgd10_eval"]
+    detail = json.loads(pgd["detail"])
+    assert detail["points"] == 64 and detail["model"].startswith("fast_at")
+    assert pgd["ratio"] == pytest.approx(pgd["value"] / pgd["reference"])
+    assert pgd["target"] == 1.5 and pgd["target_met"] == (pgd["ratio"] >= 1.5)
+
+
+def test_bench_rejects_bad_input(finished):
+    proc = perbench("bench", str(finished), "--figures", "pgd10_eval,warp_speed")
+    assert proc.returncode == 2 and "warp_speed" in proc.stderr and "matmul_peak" in proc.stderr
+    proc = perbench("bench", str(finished), "--method", "trades")
+    assert proc.returncode == 2 and "no a finished trades run" in proc.stderr
+    assert "erm" in proc.stderr  # says which runs there are
+
+
+def test_pgd_figure_scores_the_same_model_both_ways(subject):
+    """Both sides attack the same points of the same model: clean-wrong points are never
+    robust, and PERBench's per-point worst case (it keeps the first fooling iterate) is
+    at most the plain loop's final-iterate robust accuracy."""
+    fig = speed.pgd10_eval(subject, points=100, batch_size=50, repeats=1)
+    d = fig.detail
+    assert d["points"] == 100
+    assert 0 < d["robust_acc"] <= d["clean_acc"]
+    assert d["robust_acc"] <= d["plain_robust_acc"] + 1e-9
+    assert fig.ratio == pytest.approx(d["plain_s"] / d["perbench_s"])
+
+
+def test_train_figure_counts_flops_and_overhead(subject):
+    fig, overhead = speed.train_throughput(subject, "pgd_at", peak_gflops=100.0, images=64,
+                                           batch_size=32, repeats=1, pgd_steps=2)
+    d = fig.detail
+    # 2 PGD steps (forward + input-gradient backward each: ~2F) and the update (~3F):
+    # with the model's inference FLOPs F per image, the count is ~7F per image.
+    from bench.measures import inference_flops
+
+    per_image = inference_flops(subject.model, tuple(subject.test_x.shape[1:]))
+    assert 6.0 <= d["train_flops"] / (64 * per_image) <= 7.0
+    assert fig.ratio == pytest.approx(d["achieved_gflops"] / 100.0)
+    assert overhead is not None and overhead.figure == "meter_overhead"
+    assert overhead.ratio == pytest.approx(d["metered_s"] / d["perbench_s"] - 1)
+    with pytest.raises(ValueError, match="erm and pgd_at"):
+        speed.train_throughput(subject, "trades", None)
+
+
+def test_matmul_peak_is_the_rate_of_the_product_it_times():
+    fig = speed.matmul_peak(torch.device("cpu"), n=128, repeats=2)
+    assert fig.value == pytest.approx(2 * 128**3 / fig.detail["seconds"] / 1e9)
+
+
+def test_quickstart_samples_are_classified_by_stack():
+    compute = ("<module> (bench/cli.py:1);train (bench/engine.py:90);"
+               "_call_impl (torch/nn/modules/module.py:1786);forward (torch/nn/modules/conv.py:5)")
+    backward = "train (bench/engine.py:100);backward (torch/_tensor.py:630)"
+    store_write = "run_local (bench/executor.py:1);write_cell (bench/store.py:200)"
+    imports = "<module> (bench/cli.py:1);_find_and_load (<frozen importlib._bootstrap>:1176)"
+    assert classify(compute) == classify(backward) == "model compute"
+    assert classify(store_write) == "results store"
+    assert classify(imports) == "imports"
+    total, by_class = shares(f"{compute} 6\n{backward} 2\n{store_write} 1\n{imports} 1\n")
+    assert total == 10
+    assert by_class == {"model compute": 0.8, "results store": 0.1, "imports": 0.1}
