@@ -22,7 +22,7 @@ import streamlit as st  # noqa: E402
 from app._data import select, table_view  # noqa: E402
 from bench.leaderboard import leaderboard_frame  # noqa: E402
 from bench.pareto import pareto_mask  # noqa: E402
-from bench.show import failures, skipped_profiles  # noqa: E402
+from bench.show import failures, latest_speed, skipped_profiles  # noqa: E402
 
 
 def tradeoff_chart(frame: pd.DataFrame, attack: str) -> alt.Chart:
@@ -88,6 +88,11 @@ def main() -> None:
     with st.expander("Provenance: source, code version and config of every row"):
         st.dataframe(shown[["method", "source", "code_version", "config"]], hide_index=True,
                      column_config={"code_version": "code"})
+    speed = latest_speed(sel.data.get("speed", pd.DataFrame()))
+    if not speed.empty:
+        with st.expander("Harness speed on each machine (perbench bench: PERBench vs plain "
+                         "PyTorch in the same run)"):
+            st.dataframe(speed, hide_index=True)
     downloads(shown, f"{sel.board.name}-{sel.dataset}-{sel.arch}")
     attack = frame["rank_attack"].iloc[0]
     if pd.isna(attack) or frame["robust_acc"].isna().all():

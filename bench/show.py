@@ -36,7 +36,7 @@ def render(results_dir: Location, fmt: str = "table", provenance: bool = False,
     if fmt == "json":
         return json.dumps(_records(frame), indent=2)
     title = Path(board).name if board is not None else leaderboard_name(results_dir)
-    reference = reference_section(results_dir, fmt)
+    reference = reference_section(results_dir, fmt) + speed_section(results_dir, fmt)
     if frame.empty:
         return "\n\n".join([f"{title}: {note}", *reference])
     scope = [frame[c].iloc[0] for c in ("dataset", "arch") if frame[c].nunique() == 1]
@@ -74,6 +74,40 @@ def short_source(source) -> str:
         sid = head.removeprefix("submission ").split(" ")[0]
         parts.append(f"sub {sid[:8]}" + (f" ({authors})" if authors else ""))
     return "; ".join(parts)
+
+
+def latest_speed(speed: pd.DataFrame) -> pd.DataFrame:
+    """The newest ``perbench bench`` of each machine (host, hardware, device), shaped for
+    reading: one row per figure, PERBench beside its reference and the ratio's target."""
+    if speed.empty:
+        return pd.DataFrame()
+    newest = speed.sort_values("created_at").groupby(["host", "hardware", "device_name"],
+                                                     dropna=False)["bench_id"].last()
+    rows = speed[speed["bench_id"].isin(set(newest))]
+
+    def num(v) -> str:
+        return "" if v is None or pd.isna(v) else (f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}")
+
+    return pd.DataFrame({
+        "machine": [f"{h} · {d} · {hw}" for h, d, hw in
+                    zip(rows["host"], rows["device_name"], rows["hardware"])],
+        "figure": rows["figure"], "PERBench": rows["value"].map(num),
+        "reference": rows["reference"].map(num), "unit": rows["unit"],
+        "ratio": rows["ratio"].map(num), "ratio is": rows["ratio_meaning"],
+        "target met": rows["target_met"].map({True: "yes", False: "no"}).fillna(""),
+        "measured": rows["created_at"].dt.strftime("%Y-%m-%d"),
+    }).reset_index(drop=True)
+
+
+def speed_section(results_dir: Location, fmt: str) -> list[str]:
+    """How fast the harness ran on each machine that ran ``perbench bench`` here."""
+    shown = latest_speed(read_table(results_dir, "speed"))
+    if shown.empty:
+        return []
+    table = tabulate(shown, headers="keys", showindex=False, disable_numparse=True,
+                     tablefmt="pipe" if fmt == "markdown" else "simple")
+    heading = "Harness speed on each machine (perbench bench; PERBench vs plain PyTorch)"
+    return [f"### {heading}", table] if fmt == "markdown" else [f"{heading}:\n\n{table}"]
 
 
 def reference_section(results_dir: Path, fmt: str) -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from test_e2e import assert_same_tables, rows
-from test_parallel import small_board
+from test_parallel import small_board, uri_board
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
@@ -34,10 +34,10 @@ def ray_local(monkeypatch, tmp_path):
 
 def run_ray(board: Path, **kwargs):
     from bench.parallel import run_ray
-    from bench.spec import load_spec
+    from bench.spec import load_spec, results_location
 
-    return run_ray(load_spec(board / "grid.yaml"), board / "results", show_progress=False,
-                   **kwargs)
+    spec = load_spec(board / "grid.yaml")
+    return run_ray(spec, results_location(board, spec), show_progress=False, **kwargs)
 
 
 def test_ray_gives_the_sequential_tables_despite_a_killed_worker(ray_local, tmp_path):
@@ -45,7 +45,8 @@ def test_ray_gives_the_sequential_tables_despite_a_killed_worker(ray_local, tmp_
 
     reference = small_board(tmp_path / "seq")
     assert perbench("run", str(reference), "--quiet").returncode == 0
-    board = small_board(tmp_path / "ray")
+    # The workers write to shared storage named by a URI (fsspec), as on a cluster.
+    board = uri_board(tmp_path / "ray", f"file://{tmp_path}/shared-storage")
     marker = tmp_path / "fired"
     ray_local({"PERBENCH_FAULT": "epoch:1", "PERBENCH_FAULT_ONCE": str(marker)})
     report = run_ray(board)
@@ -53,6 +54,7 @@ def test_ray_gives_the_sequential_tables_despite_a_killed_worker(ray_local, tmp_
     assert (report.trained, report.failed) == (2, [])
     assert_same_tables(board, reference)
     assert rows(board, "latency")["latency_ms_p50"].notna().all()
+    assert not (board / "results").exists() and (tmp_path / "shared-storage" / "runs").is_dir()
 
 
 def test_latency_runs_only_where_the_resource_is(tmp_path):

@@ -41,6 +41,9 @@ def test_bench_prints_and_stores_the_figures_with_the_machine(finished, tmp_path
     assert detail["points"] == 64 and detail["model"].startswith("fast_at")
     assert pgd["ratio"] == pytest.approx(pgd["value"] / pgd["reference"])
     assert pgd["target"] == 1.5 and pgd["target_met"] == (pgd["ratio"] >= 1.5)
+    shown = perbench("show", str(board))  # beside the leaderboard, per machine
+    assert "Harness speed on each machine" in shown.stdout
+    assert "pgd10_eval" in shown.stdout and "cpu-2t" in shown.stdout
 
 
 def test_bench_rejects_bad_input(finished):

@@ -48,20 +48,35 @@ class AttackResult:
 
 
 @contextmanager
-def _evaluating(model: nn.Module) -> Iterator[None]:
-    """Eval mode and frozen weights (FAB calls ``backward``), both restored afterwards."""
+def _evaluating(model: nn.Module, channels_last: bool = False) -> Iterator[None]:
+    """Eval mode and frozen weights (FAB calls ``backward``), both restored afterwards.
+
+    ``channels_last``: run a convolutional model with NHWC weights for the duration. oneDNN
+    (CPU) and cuDNN (GPU) convolutions are faster in that layout: PGD-10 on the fashion-mnist
+    PGD-AT CNN ran 1.47x faster on 2 CPU cores (``perbench bench``, figure pgd10_eval), with
+    the same robust accuracy. The weights go back to their layout afterwards.
+    """
     was_training = model.training
     flags = [(p, p.requires_grad) for p in model.parameters()]
     model.eval()
     for p, _ in flags:
         p.requires_grad_(False)
+    converted = channels_last and uses_conv2d(model)
+    if converted:
+        model.to(memory_format=torch.channels_last)
     try:
         with torch.no_grad():
             yield
     finally:
+        if converted:
+            model.to(memory_format=torch.contiguous_format)
         for p, flag in flags:
             p.requires_grad_(flag)
         model.train(was_training)
+
+
+def uses_conv2d(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
 def _verified_fools(model: nn.Module, attack: Attack, x_adv: torch.Tensor, x: torch.Tensor,
@@ -94,7 +109,8 @@ def evaluate_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: 
     generator = torch.Generator(device=x.device).manual_seed(seed)
     rejected = 0
     kept = x.clone() if keep_adv else None
-    with _evaluating(model):
+    channels_last = x.dim() == 4 and uses_conv2d(model)
+    with _evaluating(model, channels_last):
         clean_correct = torch.cat([model(xb).argmax(dim=1) == yb
                                    for xb, yb in zip(x.split(batch_size), y.split(batch_size))])
         if robust is None:
@@ -122,7 +138,8 @@ def evaluate_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: 
                       RuntimeWarning, stacklevel=2)
     return AttackResult(clean_correct=clean_correct.cpu(), robust=robust.cpu(),
                         seconds=time.perf_counter() - start, n_examples=int(y.shape[0]),
-                        config={**attack.config(), "seed": seed, "batch_size": batch_size},
+                        config={**attack.config(), "seed": seed, "batch_size": batch_size,
+                                **({"memory_format": "channels_last"} if channels_last else {})},
                         rejected=rejected, x_adv=kept)
 
 
@@ -141,7 +158,7 @@ def craft_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: A
     wrong = (~result.clean_correct).nonzero().squeeze(1).to(x.device)
     if len(wrong) and attack.eps > 0:
         generator = torch.Generator(device=x.device).manual_seed(seed + 1)
-        with _evaluating(model):
+        with _evaluating(model, channels_last=x.dim() == 4):
             for idx in wrong.split(batch_size):
                 adv = attack.run(model, x[idx], y[idx], generator)
                 ok = _inside(attack, adv, x[idx])
