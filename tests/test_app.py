@@ -87,3 +87,25 @@ def test_cache_key_follows_results(board):
     stamp = results_stamp(results)
     os.utime(path, ns=(0, 0))
     assert results_stamp(results) != stamp
+
+
+def test_page_shows_each_machines_measured_speed(monkeypatch, board):
+    """`perbench bench` rows appear under the leaderboard, newest per machine."""
+    import pandas as pd
+
+    def bench_row(bench_id: str, day: str, ratio: float) -> dict:
+        return {"bench_id": bench_id, "figure": "pgd10_eval", "value": 400.0,
+                "reference": 400.0 / ratio, "unit": "points/s", "ratio": ratio,
+                "ratio_meaning": "PERBench / plain PGD loop throughput", "target": 1.5,
+                "target_met": ratio >= 1.5, "detail": "{}", "hardware": "cpu-2t",
+                "device_name": "AMD EPYC", "threads": 2, "host": "vm", "versions": "{}",
+                "created_at": pd.Timestamp(day, tz="UTC"), "load_avg": 0.1}
+
+    results = board / "results"
+    store.write_cell(results, "speed", "old", [bench_row("old", "2026-01-01", 1.1)])
+    store.write_cell(results, "speed", "new", [bench_row("new", "2026-02-01", 2.25)])
+    at = run_page(monkeypatch, board)
+    speed = at.dataframe[2].value  # after the leaderboard and the provenance table
+    assert list(speed["figure"]) == ["pgd10_eval"] and list(speed["ratio"]) == ["2.25"]
+    assert speed["machine"].iloc[0] == "vm · AMD EPYC · cpu-2t"
+    assert list(speed["target met"]) == ["yes"]

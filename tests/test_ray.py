@@ -80,3 +80,22 @@ def test_latency_runs_only_where_the_resource_is(tmp_path):
     assert lat.loc["cpu-1t", "latency_ms_p50"].notna().all()
     assert lat.loc["cpu", "latency_ms_p50"].isna().all()
     assert (lat.loc["cpu", "skipped_reason"].str.contains("declares resource hw:cpu")).all()
+
+
+@pytest.mark.slow
+def test_ray_runs_the_quickstart_into_the_local_executors_tables(ray_local, tmp_path):
+    """The issue's equivalence on the quickstart itself (slow: two full quickstarts, ~8 min
+    on 2 cores): a local Ray with 2 CPUs and both latency profiles' resources."""
+    import shutil
+
+    from test_e2e import perbench
+
+    source = Path(__file__).resolve().parent.parent / "leaderboards" / "quickstart"
+    local, board = tmp_path / "local" / "quickstart", tmp_path / "ray" / "quickstart"
+    for dest in (local, board):
+        shutil.copytree(source, dest, ignore=shutil.ignore_patterns("results"))
+    assert perbench("run", str(local), "--quiet").returncode == 0
+    ray_local(**{"hw:cpu-1t": 1, "hw:cpu": 1})
+    report = run_ray(board)
+    assert report.failed == [] and report.trained == 5
+    assert_same_tables(board, local)
