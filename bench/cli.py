@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -224,7 +223,9 @@ def cmd_app(args: argparse.Namespace) -> int:
         env["PERBENCH_LEADERBOARD"] = str(_leaderboard_dir(args.leaderboard).resolve())
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
            "--server.port", str(args.port), "--browser.gatherUsageStats", "false"]
-    return subprocess.call(cmd, env=env)
+    # Become the server (exec, not a child): a signal to `perbench app` (Ctrl-C, a test's
+    # terminate) then reaches streamlit itself instead of orphaning it.
+    os.execve(sys.executable, cmd, env)
 
 
 def _registries() -> dict:
