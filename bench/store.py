@@ -13,6 +13,7 @@ and moved into place, so a reader never sees a partial object.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -127,10 +128,8 @@ def _atomic_write_remote(uri: str, write) -> None:
         fault_point("write")
         fs.mv(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(Exception):  # never written, or already gone
             fs.rm(tmp)
-        except Exception:  # never there, or already gone: nothing to clean
-            pass
         raise
 
 
