@@ -18,7 +18,7 @@ from bench.compare import per_run_metrics
 from bench.leaderboard import accuracy_columns, format_eps, threat_models
 from bench.show import flop_unit, mce_reference
 from bench.spec import results_location
-from bench.store import Location, is_uri, location, read_all, table_files
+from bench.store import Location, file_stamps, location, read_all, table_files
 
 ENV_VAR = "PERBENCH_LEADERBOARD"
 REPO = Path(__file__).resolve().parent.parent
@@ -48,19 +48,8 @@ def leaderboard_choices(requested: Path | None) -> list[Path]:
 
 
 def results_stamp(results: Location) -> tuple[tuple[str, str], ...]:
-    """Every results file with its mtime (or, on object stores, what the backend says of
-    it): the cache key that changes when results do."""
-    if is_uri(results):
-        import fsspec
-
-        fs, root = fsspec.core.url_to_fs(results)
-        if not fs.exists(root):
-            return ()
-        found = fs.find(root, detail=True)
-        return tuple(sorted((p, str(info.get("mtime") or info.get("ETag") or info.get("size")))
-                            for p, info in found.items() if p.endswith(".parquet")))
-    return tuple(sorted((str(p.relative_to(results)), str(p.stat().st_mtime_ns))
-                        for p in Path(results).glob("*/*.parquet")))
+    """The cache key of a leaderboard's tables: every results file with its mtime."""
+    return file_stamps(results)
 
 
 @st.cache_data(show_spinner=False)

@@ -248,6 +248,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from bench import store
+    from bench.show import format_number as _num
     from bench.speed import figures as speed
 
     board = _leaderboard_dir(args.leaderboard)
@@ -295,12 +296,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
         path = store.write_cell(_results(board), "speed", bench_id, rows)
         print(f"saved to {path}")
     return 0
-
-
-def _num(value) -> str:
-    if value is None:
-        return ""
-    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -76,6 +76,11 @@ def short_source(source) -> str:
     return "; ".join(parts)
 
 
+def format_number(v) -> str:
+    """3 significant digits, thousands separated above 1,000; blank for a missing value."""
+    return "" if v is None or pd.isna(v) else (f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}")
+
+
 def latest_speed(speed: pd.DataFrame) -> pd.DataFrame:
     """The newest ``perbench bench`` of each machine (host, hardware, device), shaped for
     reading: one row per figure, PERBench beside its reference and the ratio's target."""
@@ -84,10 +89,7 @@ def latest_speed(speed: pd.DataFrame) -> pd.DataFrame:
     newest = speed.sort_values("created_at").groupby(["host", "hardware", "device_name"],
                                                      dropna=False)["bench_id"].last()
     rows = speed[speed["bench_id"].isin(set(newest))]
-
-    def num(v) -> str:
-        return "" if v is None or pd.isna(v) else (f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}")
-
+    num = format_number
     return pd.DataFrame({
         "machine": [f"{h} · {d} · {hw}" for h, d, hw in
                     zip(rows["host"], rows["device_name"], rows["hardware"])],

@@ -228,6 +228,20 @@ def table_files(results: Location, table: str) -> list[Location]:
     return sorted(Path(table_dir(results, table)).glob("*.parquet"))
 
 
+def file_stamps(results: Location) -> tuple[tuple[str, str], ...]:
+    """Every finished file with its modification time (on object stores, what the backend
+    reports): a cache key that changes whenever the results do."""
+    if is_uri(results):
+        fs, root = _fs(results)
+        if not fs.exists(root):
+            return ()
+        return tuple(sorted((p, str(_mtime(info) or info.get("size")))
+                            for p, info in fs.find(root, detail=True).items()
+                            if p.endswith(".parquet")))
+    return tuple(sorted((str(p.relative_to(results)), str(p.stat().st_mtime_ns))
+                        for p in Path(results).glob("*/*.parquet")))
+
+
 def empty_table(table: str) -> pd.DataFrame:
     return TABLES[table].empty_table().to_pandas()
 
