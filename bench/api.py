@@ -11,7 +11,7 @@ the context's model is counted by the FLOP meter.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -33,6 +33,20 @@ class Budget:
 
     epochs: int
     batch_size: int
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How the loop runs a method's passes: faster on the right hardware, same method.
+    These change results in the last bits (bf16 a little more), so a grid records them."""
+
+    precision: str = "fp32"  # "bf16": the step's passes, attacks included, under autocast
+    channels_last: bool = False  # NHWC weights and batches for conv nets
+    compile: bool = False  # torch.compile the model the step calls (ctx.model)
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', not {self.precision!r}")
 
 
 @dataclass
@@ -97,6 +111,7 @@ class TrainContext:
     peak_lr: float | None = None
     # ``step_loss(batch)`` runs the base's objective on a batch: an LR finder's probe steps.
     step_loss: Callable[[Batch], torch.Tensor] | None = None
+    execution: Execution = field(default_factory=Execution)
 
     def __post_init__(self) -> None:
         if self.log is None:
@@ -170,6 +185,14 @@ class Base:
     def after_backward(self, ctx: TrainContext, batch: Batch) -> None:
         """After ``loss.backward()``, before the optimizer step (Free-AT updates δ here)."""
 
+    def step_cost_key(self, ctx: TrainContext, batch: Batch) -> Hashable | None:
+        """What, besides the batch shape and the replay, this step's FLOPs depend on: a
+        hashable (``()`` when nothing) lets the FLOP meter count one such step op by op
+        and charge the rest the same, auditing now and then; None (the default) has every
+        step counted op by op. Return a key only when the step's matrix products and
+        convolutions cannot depend on the data (no early stopping on some inputs)."""
+        return None
+
 
 class Modifier:
     """Hooks into the shared loop. Implement only the hooks you need."""
@@ -203,3 +226,7 @@ class Modifier:
         return None
     def on_epoch_end(self, ctx: TrainContext, metrics: dict[str, float]) -> None: ...
     def on_train_end(self, ctx: TrainContext) -> None: ...
+
+    def step_cost_key(self, ctx: TrainContext, batch: Batch) -> Hashable | None:
+        """As ``Base.step_cost_key``, for the work this modifier adds to a step."""
+        return None

@@ -42,6 +42,18 @@ class TrainCell:
     data_root: str | None
     train_size: int | None = None
     augment: str | None = None  # None = the dataset's default
+    # grid key `training`; None = the default (fp32, NCHW, eager), which keeps older keys
+    precision: str | None = None
+    channels_last: bool | None = None
+    compile: bool | None = None
+
+    @property
+    def execution(self):
+        """The cell's bench.api.Execution."""
+        from bench.api import Execution
+
+        return Execution(precision=self.precision or "fp32",
+                         channels_last=bool(self.channels_last), compile=bool(self.compile))
 
     def resolved_config(self) -> dict[str, Any]:
         from bench.plugins import compose
@@ -58,7 +70,7 @@ class TrainCell:
             "threat": [self.threat_norm, round(self.threat_eps, 12)],
         }
         # Options added later enter the key only when set, so older keys stay valid.
-        for option in ("train_size", "augment"):
+        for option in ("train_size", "augment", "precision", "channels_last", "compile"):
             if getattr(self, option) is not None:
                 payload[option] = getattr(self, option)
         return stable_hash(payload)
@@ -168,6 +180,13 @@ class Grid:
     transfer: list[TransferCell] = field(default_factory=list)
 
 
+def _training_options(spec: GridSpec) -> dict[str, Any]:
+    """The grid's non-default `training` options (defaults stay None: unchanged keys)."""
+    t = spec.training
+    return {"precision": None if t.precision == "fp32" else t.precision,
+            "channels_last": t.channels_last or None, "compile": t.compile or None}
+
+
 def expand(spec: GridSpec, extra_runs: tuple = ()) -> Grid:
     """Every cell of ``spec``. ``extra_runs`` are models trained elsewhere
     (:class:`bench.external.ExternalRun`): they get the grid's evaluation cells too, and
@@ -178,7 +197,7 @@ def expand(spec: GridSpec, extra_runs: tuple = ()) -> Grid:
                   val_size=spec.budget.val_size, threads=spec.threads,
                   threat_norm=spec.train_threat.norm, threat_eps=spec.train_threat.eps,
                   data_root=spec.data_root, train_size=spec.budget.train_size,
-                  augment=spec.augment)
+                  augment=spec.augment, **_training_options(spec))
         for d in spec.datasets for a in spec.archs for m in spec.methods for s in spec.seeds
         if m.archs is None or a in m.archs
     ]

@@ -19,6 +19,16 @@ class UsageError(Exception):
     """Bad input from the user: printed without a traceback, exit code 2."""
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def _leaderboard_dir(path: str) -> Path:
     p = Path(path)
     if p.name == "grid.yaml":
@@ -262,13 +272,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device here (torch.cuda.is_available() is False)")
     device = torch.device(args.device)
+    from bench.api import Execution
+
+    execution = Execution(precision=args.precision, channels_last=args.channels_last,
+                          compile=args.compile)
     try:
-        subject = speed.load_subject(board, method=args.method, arch=args.arch, seed=args.seed,
-                                     run_id=args.run, device=device)
+        if args.synthetic:
+            from bench.archs import ARCHS
+
+            if args.synthetic not in ARCHS.list():
+                raise ValueError(f"--synthetic: unknown arch {args.synthetic!r}; allowed: "
+                                 f"{', '.join(ARCHS.list())}")
+            subject = speed.synthetic_subject(args.synthetic, device, images=args.images)
+        else:
+            subject = speed.load_subject(board, method=args.method, arch=args.arch,
+                                         seed=args.seed, run_id=args.run, device=device)
+        if not subject.trained and {"pgd10_eval", "autoattack"} & set(figures):
+            raise ValueError(f"--synthetic: pgd10_eval and autoattack need a trained "
+                             f"checkpoint; ask for --figures from matmul_peak, train_erm, "
+                             f"train_pgd_at, meter_overhead")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     print(f"measuring {', '.join(figures)} on {subject.name}, {args.threads} threads, "
-          f"{device.type}", file=sys.stderr)
+          f"{device.type}, training {execution.precision}"
+          f"{', channels_last' if execution.channels_last else ''}"
+          f"{', compiled' if execution.compile else ''}", file=sys.stderr)
     bar = tqdm(total=len(figures), desc="bench", unit="figure", disable=args.quiet)
     started: list[str] = []
 
@@ -280,7 +308,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     figs = speed.measure(subject, figures, threads=args.threads, points=args.points,
                          images=args.images, repeats=args.repeats, aa_points=args.aa_points,
-                         progress=progress)
+                         execution=execution, batch_size=args.batch_size, progress=progress)
     bar.update(len(figures) - bar.n)
     bar.close()
     stamp = time.strftime("%Y%m%dT%H%M%S")
@@ -330,12 +358,25 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quickstart", action="store_true",
                        help="also run the quickstart from scratch (minutes; py-spy for its "
                             "compute share)")
-    bench.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    bench.add_argument("--threads", type=_positive_int, default=2, help="torch threads (default 2)")
     bench.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    bench.add_argument("--points", type=int, default=1000, help="PGD-10 evaluation points")
-    bench.add_argument("--images", type=int, default=1024, help="training images per epoch")
-    bench.add_argument("--aa-points", type=int, default=200, help="AutoAttack points")
-    bench.add_argument("--repeats", type=int, default=3, help="best of N, interleaved")
+    bench.add_argument("--points", type=_positive_int, default=1000, help="PGD-10 evaluation points")
+    bench.add_argument("--images", type=_positive_int, default=2048,
+                       help="training images per timed epoch (default 2048)")
+    bench.add_argument("--aa-points", type=_positive_int, default=200, help="AutoAttack points")
+    bench.add_argument("--batch-size", type=_positive_int,
+                       help="training figures' batch size (default: the leaderboard's; 128 "
+                            "with --synthetic)")
+    bench.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                       help="training figures: bf16 autocast (and a bf16 matmul peak)")
+    bench.add_argument("--channels-last", action="store_true",
+                       help="training figures: NHWC model and batches")
+    bench.add_argument("--compile", action="store_true",
+                       help="training figures: torch.compile (warm-up excluded)")
+    bench.add_argument("--synthetic", metavar="ARCH",
+                       help="train ARCH (untrained) on random 3x32x32 images instead of the "
+                            "leaderboard's checkpoint: throughput figures only")
+    bench.add_argument("--repeats", type=_positive_int, default=3, help="best of N, interleaved")
     bench.add_argument("--no-save", action="store_true", help="print only; write no speed row")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.set_defaults(fn=cmd_bench)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -45,13 +46,24 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
 
 def train(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext, *,
           augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-          progress: Callable[[dict], None] | None = None, metered: bool = True) -> TrainStats:
+          progress: Callable[[dict], None] | None = None, metered: bool = True,
+          meter: FlopMeter | None = None) -> TrainStats:
     """Run ``base`` with ``modifiers`` for the budget in ``ctx``; return measured costs.
 
     ``metered=False`` skips FLOP counting (train_flops is then 0): only ``perbench bench``
-    uses it, to measure what counting costs."""
+    uses it, to measure what counting costs. ``meter``: a FlopMeter of the caller's (tests
+    set its memo and audits); default ``FlopMeter(enabled=metered)``."""
     stats = TrainStats()
     model = ctx.model
+    ex = ctx.execution
+    if ex.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if ex.compile:
+        # Steps call the compiled module; validation and the caller keep the eager one
+        # (same parameters). Steps the meter counts op by op run eagerly under its
+        # dispatch mode; memoized ones run compiled.
+        ctx.model = torch.compile(model)
+    autocast = _autocast(ctx.device, ex.precision)
     ctx.optimizer = base.optimizer(ctx)
     ctx.base_adversarial = base.adversarial
     ctx.peak_lr = getattr(base.config, "lr", None)
@@ -66,7 +78,7 @@ def train(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext, *,
     cuda = ctx.device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(ctx.device)
-    meter = FlopMeter(enabled=metered)
+    meter = meter if meter is not None else FlopMeter(enabled=metered)
     ctx.meter = meter
     start = time.perf_counter()
     model.train()
@@ -88,26 +100,31 @@ def train(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext, *,
                 x = ctx.train_x[index]
                 if augment is not None:
                     x = augment(x, ctx.generator)
+                if ex.channels_last and x.dim() == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 batch = Batch(x=x, y=ctx.train_y[index], index=index)
                 for r in range(replays):
                     batch.replay = r
                     lr = _set_lr(base, modifiers, ctx, (epoch + i / ctx.steps_per_epoch) / epochs)
-                    loss = _scalar(base.loss(ctx, batch), f"{base.name}.loss")
-                    for mod in modifiers:
-                        extra = mod.extra_loss(ctx, batch)
-                        if extra is not None:
-                            loss = loss + _scalar(extra, f"{mod.name}.extra_loss", need_grad=False)
-                    if not torch.isfinite(loss):
-                        raise NonFiniteLossError(
-                            f"loss is {loss.item()} at epoch {epoch}, step {i}, replay {r}")
-                    ctx.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    base.after_backward(ctx, batch)
-                    for mod in modifiers:
-                        mod.before_step(ctx, batch)
-                    ctx.optimizer.step()
-                    for mod in modifiers:
-                        mod.after_step(ctx, batch)
+                    with meter.step(_step_cost_key(base, modifiers, ctx, batch)):
+                        with autocast():  # forward passes only; backward runs outside
+                            loss = _scalar(base.loss(ctx, batch), f"{base.name}.loss")
+                            for mod in modifiers:
+                                extra = mod.extra_loss(ctx, batch)
+                                if extra is not None:
+                                    loss = loss + _scalar(extra, f"{mod.name}.extra_loss",
+                                                          need_grad=False)
+                        if not torch.isfinite(loss):
+                            raise NonFiniteLossError(
+                                f"loss is {loss.item()} at epoch {epoch}, step {i}, replay {r}")
+                        ctx.optimizer.zero_grad(set_to_none=True)
+                        loss.backward()
+                        base.after_backward(ctx, batch)
+                        for mod in modifiers:
+                            mod.before_step(ctx, batch)
+                        ctx.optimizer.step()
+                        for mod in modifiers:
+                            mod.after_step(ctx, batch)
                     ctx.step += 1
                     n = len(index)
                     stats.train_samples += n
@@ -134,12 +151,30 @@ def train(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext, *,
             fault_point("epoch")
         for mod in modifiers:
             mod.on_train_end(ctx)
+    ctx.model = model
     stats.train_flops = meter.total
     stats.train_seconds = time.perf_counter() - start
     if cuda:
         stats.peak_mem_bytes = torch.cuda.max_memory_allocated(ctx.device)
     model.eval()
     return stats
+
+
+def _autocast(device: torch.device, precision: str) -> Callable[[], AbstractContextManager]:
+    if precision == "bf16":
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext
+
+
+def _step_cost_key(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext,
+                   batch: Batch) -> tuple | None:
+    """The key the meter memoizes this step's FLOPs under, or None (count it op by op) when
+    the base or any modifier cannot say what the step's cost depends on."""
+    parts = [base.step_cost_key(ctx, batch)]
+    parts += [mod.step_cost_key(ctx, batch) for mod in modifiers]
+    if any(p is None for p in parts):
+        return None
+    return (tuple(batch.x.shape), batch.replay, *parts)
 
 
 def _scalar(value, where: str, need_grad: bool = True) -> torch.Tensor:

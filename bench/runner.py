@@ -84,7 +84,7 @@ def run_train_cell(cell: TrainCell, results: Path, device: torch.device | None =
             budget=Budget(cell.epochs, cell.batch_size),
             threat=ThreatModel(cell.threat_norm, cell.threat_eps), device=device, seed=cell.seed,
             generator=generator, attack=perturb, log=log, state=state,
-            train_ids=train_ids.to(device),
+            train_ids=train_ids.to(device), execution=cell.execution,
         )
         kind = cell.augment or data.augment
         augment = None if kind == "none" else (lambda x, g: augment_batch(x, kind, g))
@@ -108,7 +108,8 @@ def run_train_cell(cell: TrainCell, results: Path, device: torch.device | None =
         "checkpoint": store.checkpoint_relpath(cell.key), "submission_id": None, "host": host(),
         "device": device_name(device), "versions": versions_json(), "created_at": now(),
         "train_size": len(tr_y), "augment": kind, "load_avg": load_avg(),
-        "nondeterminism": nondeterminism(device),
+        "nondeterminism": nondeterminism(device), "precision": ctx.execution.precision,
+        "channels_last": ctx.execution.channels_last, "compiled": ctx.execution.compile,
     }
     unknown = set(ctx.run_fields) - set(TABLES["runs"].names)
     if unknown:

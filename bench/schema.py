@@ -28,6 +28,9 @@ TABLES: dict[str, pa.Schema] = {
         # why the same cell may not repeat bit for bit on this platform (CUDA's atomic adds
         # and cuDNN's algorithm choice); null where training is deterministic (CPU)
         ("nondeterminism", _s),
+        # how the loop ran the passes (grid key `training`): fp32/bf16 autocast, NHWC
+        # layout, torch.compile. Null in runs written before these options existed (fp32).
+        ("precision", _s), ("channels_last", _b), ("compiled", _b),
     ]),
     "history": pa.schema([
         ("run_id", _s), ("epoch", _i), ("lr", _f), ("train_loss", _f), ("train_acc", _f),

@@ -175,6 +175,16 @@ class BudgetSpec(_Strict):
         "training points (after the validation split); None = all")
 
 
+class TrainingSpec(_Strict):
+    """How training cells run their passes (the method is unchanged; speed and the last
+    bits of results are not). Set values enter each training cell's key."""
+
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="bf16: forward passes and attacks under bfloat16 autocast")
+    channels_last: bool = Field(False, description="NHWC weights and batches (conv nets)")
+    compile: bool = Field(False, description="torch.compile the model each step calls")
+
+
 class GridSpec(_Strict):
     name: str
     description: str = ""
@@ -190,6 +200,7 @@ class GridSpec(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     budget: BudgetSpec
     train_threat: ThreatSpec = ThreatSpec()
+    training: TrainingSpec = TrainingSpec()
     threads: int = Field(2, ge=1, description="torch threads per cell (recorded; changes results)")
     augment: Literal["none", "crop", "crop_flip"] | None = Field(
         None, description="training augmentation; None = the dataset's default")

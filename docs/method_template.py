@@ -49,3 +49,11 @@ class CleanAdversarialMix(SGDBase):
         # Return one scalar tensor with gradients. Every forward/backward above is counted
         # by the FLOP meter as this method's training cost; nothing can be declared.
         return w * clean + (1 - w) * adversarial
+
+    # 3. Optional, for speed: what this step's FLOPs depend on besides the batch shape.
+    #    Returning a key (here nothing: one FGSM step and two passes on every batch) lets
+    #    the meter count one such step op by op and charge the identical ones after it;
+    #    every 64th is recounted and a difference fails the run. Leave it out (None) when
+    #    the work can depend on the data, e.g. an attack that stops early on some inputs.
+    def step_cost_key(self, ctx: TrainContext, batch: Batch) -> tuple:
+        return ()

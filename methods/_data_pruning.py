@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
-from bench.api import MethodConfig, Modifier, TrainContext
+from bench.api import Batch, MethodConfig, Modifier, TrainContext
 
 
 class PruningConfig(MethodConfig):
@@ -73,6 +73,9 @@ class SamplePruner(Modifier):
 
     replaces_criterion = True
     Config = PruningConfig
+
+    def step_cost_key(self, ctx: TrainContext, batch: Batch) -> tuple:
+        return ()  # scoring and removal run at epoch start, outside the steps
 
     def score(self, ctx: TrainContext, index: torch.Tensor) -> torch.Tensor:
         """One score per training-split position in ``index``; larger = removed first."""

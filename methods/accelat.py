@@ -102,6 +102,9 @@ class AccelAT(Modifier):
     controls_lr = True
     citation = "Nikfam et al., IEEE Access 2022"
 
+    def step_cost_key(self, ctx: TrainContext, batch: Batch) -> tuple:
+        return ()  # it only sets the LR; its validation runs at epoch end
+
     def on_train_start(self, ctx: TrainContext) -> None:
         cfg = self.config
         lr = cfg.lr_max or ctx.peak_lr

@@ -313,6 +313,11 @@ class ADMMPrune(Modifier):
         # base + w·(nat − adv) = (1 − w)·adv + w·nat, with gradients through both.
         return self.config.natural_weight * (natural - adversarial)
 
+    def step_cost_key(self, ctx: TrainContext, batch: Batch) -> tuple:
+        # The ADMM phase (penalty) and the masked phase add different work; Z/U updates and
+        # masks are elementwise.
+        return (self.masks is None,)
+
     def before_step(self, ctx: TrainContext, batch: Batch) -> None:
         if self.masks is not None:
             for w, m in zip(self.weights, self.masks):

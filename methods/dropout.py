@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from bench.api import MethodConfig, Modifier, TrainContext
+from bench.api import Batch, MethodConfig, Modifier, TrainContext
 from bench.plugins import register_method
 
 
@@ -29,6 +29,9 @@ class Dropout(Modifier):
     name = "dropout"
     Config = DropoutConfig
     citation = "Srivastava et al. 2014; baseline in Guo et al., ECCV 2022"
+
+    def step_cost_key(self, ctx: TrainContext, batch: Batch) -> tuple:
+        return ()  # its masks are elementwise: no product changes size
 
     def on_train_start(self, ctx: TrainContext) -> None:
         linears = [m for m in ctx.model.modules() if isinstance(m, nn.Linear)]

@@ -14,6 +14,9 @@ class ERM(SGDBase):
 
     name = "erm"
 
+    def step_cost_key(self, ctx: TrainContext, batch: Batch) -> tuple:
+        return ()  # no attack: the batch shape fixes the cost
+
     def loss(self, ctx: TrainContext, batch: Batch) -> torch.Tensor:
         batch.logits = ctx.model(batch.x)
         return ctx.criterion(batch.logits, batch.y).mean()

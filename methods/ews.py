@@ -362,6 +362,10 @@ class SubnetDistillation(Modifier):
                 self.record(ctx, ews_subnet_acc=acc, ews_kl=kl.item())
         return self.config.lam * total
 
+    def step_cost_key(self, ctx: TrainContext, batch: Batch) -> tuple:
+        # Subnets mask channels (a multiply): every subnet costs a full pass.
+        return ()
+
     def distill_pairs(self, batch: Batch) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(input, teacher logits) pairs, the base's logits reused as teachers. TRADES leaves
         its clean logits in ``batch.logits`` and the adversarial ones in
@@ -410,6 +414,9 @@ class EWS(SubnetDistillation):
     def propose(self) -> Subnet:
         with torch.no_grad():
             return self.controller(self.keep, self.generator, score=False)[0]
+
+    def step_cost_key(self, ctx: TrainContext, batch: Batch) -> tuple:
+        return (ctx.step % self.config.interval == 0,)  # controller steps score subnets
 
     def before_distill(self, ctx: TrainContext, batch: Batch) -> None:
         if ctx.step % self.config.interval:

@@ -24,6 +24,9 @@ class FastAT(SGDBase):
     adversarial = True
     citation = "Wong et al. 2020"
 
+    def step_cost_key(self, ctx: TrainContext, batch: Batch) -> tuple:
+        return ()  # one FGSM step on every input
+
     def loss(self, ctx: TrainContext, batch: Batch) -> torch.Tensor:
         eps = self.eps(ctx)
         batch.x_adv = ctx.attack(ctx.model, batch.x, batch.y, kind="fgsm", norm=self.norm(ctx),

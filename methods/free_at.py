@@ -26,6 +26,9 @@ class FreeAT(SGDBase):
     adversarial = True
     citation = "Shafahi et al. 2019"
 
+    def step_cost_key(self, ctx: TrainContext, batch: Batch) -> tuple:
+        return ()  # one pass per replay, whatever the data
+
     def epochs(self, ctx: TrainContext) -> int:
         # Shafahi et al. §4: divide the epochs by m so total optimizer steps match.
         return max(1, math.ceil(ctx.budget.epochs / self.config.replays))

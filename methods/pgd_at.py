@@ -24,6 +24,9 @@ class PGDAT(SGDBase):
     adversarial = True
     citation = "Madry et al. 2018; Rice et al. 2020"
 
+    def step_cost_key(self, ctx: TrainContext, batch: Batch) -> tuple:
+        return ()  # a fixed number of PGD steps on every input
+
     def loss(self, ctx: TrainContext, batch: Batch) -> torch.Tensor:
         eps = self.eps(ctx)
         # Rice et al. craft x_adv with the model in train mode, as the loop leaves it.

@@ -31,6 +31,9 @@ class TRADES(SGDBase):
     adversarial = True
     citation = "Zhang et al. 2019"
 
+    def step_cost_key(self, ctx: TrainContext, batch: Batch) -> tuple:
+        return ()  # a fixed number of KL-PGD steps on every input
+
     def loss(self, ctx: TrainContext, batch: Batch) -> torch.Tensor:
         model, eps = ctx.model, self.eps(ctx)
         # TRADES' code crafts x_adv in eval mode, then trains in train mode.

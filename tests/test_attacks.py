@@ -291,3 +291,10 @@ def test_pgd_training_attack_is_stronger_than_fgsm(trained_digits_model, points)
 def test_perturb_rejects_unknown_kind(trained_digits_model, points):
     with pytest.raises(ValueError, match="'pgd' or 'fgsm'"):
         perturb(trained_digits_model, *points, kind="cw")
+
+
+def test_evaluation_batches_are_large_on_a_gpu_and_unchanged_on_cpu():
+    from bench.attacks.evaluate import eval_batch_size
+
+    assert eval_batch_size(torch.device("cpu")) == 500  # keeps CPU results as they were
+    assert eval_batch_size(torch.device("cuda")) > 500

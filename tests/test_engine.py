@@ -114,3 +114,82 @@ def test_nan_loss_fails_with_reason(digits_tensors):
     comp = compose("erm")
     with pytest.raises(NonFiniteLossError, match="epoch 0, step 0"):
         train(comp.base, [Nan(Nan.Config())], make_ctx(digits_tensors))
+
+
+class Probe(Modifier):
+    """Records what each step's forward saw: input layout, logits dtype, autocast state."""
+
+    name = "probe"
+
+    def __init__(self):
+        super().__init__(self.Config())
+        self.seen: list[tuple] = []
+
+    def on_train_start(self, ctx):
+        # Digits have one channel, whose layouts coincide: look at the second conv's input.
+        def record(_mod, args):
+            self.nhwc.append(args[0].is_contiguous(memory_format=torch.channels_last)
+                             and not args[0].is_contiguous())
+        self.nhwc: list[bool] = []
+        ctx.model[2].register_forward_pre_hook(record)
+
+    def extra_loss(self, ctx, batch):
+        self.seen.append((all(self.nhwc), batch.logits.dtype, torch.is_autocast_enabled("cpu")))
+        self.nhwc.clear()
+        return None
+
+
+def run_with(name, digits_tensors, execution, config=None, epochs=1):
+    comp = compose(name, config)
+    ctx = make_ctx(digits_tensors, epochs=epochs, n=300)
+    ctx.execution = execution
+    probe = Probe()
+    stats = train(comp.base, [*comp.modifiers, probe], ctx)
+    return stats, ctx, probe.seen
+
+
+@pytest.mark.parametrize("name,config", [("erm", None), ("pgd_at", {"steps": 2})])
+def test_bf16_runs_forwards_under_autocast_and_counts_the_same_flops(digits_tensors, name, config):
+    from bench.api import Execution
+
+    fp32, _, seen32 = run_with(name, digits_tensors, Execution(), config)
+    bf16, ctx, seen16 = run_with(name, digits_tensors, Execution(precision="bf16"), config)
+    assert {s[1:] for s in seen32} == {(torch.float32, False)}
+    assert {s[1:] for s in seen16} == {(torch.bfloat16, True)}
+    assert bf16.train_flops == fp32.train_flops > 0  # same products, fewer bits
+    assert all(p.dtype == torch.float32 for p in ctx.model.parameters())  # fp32 master weights
+    assert bf16.history[-1]["train_loss"] == pytest.approx(fp32.history[-1]["train_loss"], rel=0.05)
+
+
+def test_channels_last_feeds_nhwc_and_trains_the_same_model(digits_tensors):
+    from bench.api import Execution
+
+    nchw, ctx_a, seen_a = run_with("pgd_at", digits_tensors, Execution(), {"steps": 2}, epochs=2)
+    nhwc, ctx_b, seen_b = run_with("pgd_at", digits_tensors, Execution(channels_last=True),
+                                   {"steps": 2}, epochs=2)
+    assert not any(s[0] for s in seen_a) and all(s[0] for s in seen_b)
+    conv = ctx_b.model[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    assert nhwc.train_flops == nchw.train_flops
+    # Another kernel order, the same arithmetic: equal up to float rounding.
+    for a, b in zip(ctx_a.model.parameters(), ctx_b.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_steps_count_the_eager_flops_and_leave_the_eager_model(digits_tensors):
+    from bench.api import Execution
+    from bench.measures import FlopMeter
+
+    eager, _, _ = run_with("erm", digits_tensors, Execution(), epochs=2)
+    comp = compose("erm")
+    ctx = make_ctx(digits_tensors, epochs=2, n=300)
+    model = ctx.model
+    ctx.execution = Execution(compile=True)
+    meter = FlopMeter()
+    compiled = train(comp.base, comp.modifiers, ctx, meter=meter)
+    assert compiled.train_flops == eager.train_flops > 0
+    assert meter.steps_charged > 0  # those ran the compiled module
+    assert ctx.model is model  # the caller gets the eager module back (checkpoints, eval)
+    assert compiled.history[-1]["train_loss"] == pytest.approx(eager.history[-1]["train_loss"],
+                                                               rel=1e-3)

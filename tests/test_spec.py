@@ -59,6 +59,8 @@ def test_parse_eps(value, expected):
     ({"methods": ["caper_unknown+erm"]}, ["methods[0]", "caper_unknown"]),
     ({"methods": [{"name": "erm", "archs": ["resnet18"]}]}, ["methods[0].archs[0]", "resnet18",
                                                               "small_cnn"]),
+    ({"training": {"precision": "fp16"}}, ["training.precision", "fp32", "bf16"]),
+    ({"training": {"compiled": True}}, ["training.compiled", "unknown key", "compile"]),
     ({"archs": ["small_cnn", "preact_resnet18_w16"], "methods": ["pgd_at+ews"]},
      ["methods[0]", "'small_cnn'", "residual"]),
 ])
@@ -143,3 +145,19 @@ def test_method_archs_restrict_its_cells_and_keep_keys(tmp_path):
         ("erm", "small_cnn"), ("pgd_at+ews", "preact_resnet18_w16")]
     plain = expand(load_spec(write(tmp_path, with_(methods=["erm"]))))
     assert grid.train[0].key == plain.train[0].key
+
+
+def test_training_options_key_only_when_not_default(tmp_path):
+    from bench.cells import expand
+
+    def first(**training):
+        spec = with_(training=training) if training else GOOD
+        return expand(load_spec(write(tmp_path, spec))).train[0]
+
+    default = first()
+    assert first(precision="fp32", channels_last=False, compile=False).key == default.key
+    keys = {default.key, first(precision="bf16").key, first(channels_last=True).key,
+            first(compile=True).key}
+    assert len(keys) == 4
+    fast = first(precision="bf16", channels_last=True)
+    assert (fast.execution.precision, fast.execution.channels_last) == ("bf16", True)

@@ -67,7 +67,7 @@ def test_pgd_figure_scores_the_same_model_both_ways(subject):
 
 
 def test_train_figure_counts_flops_and_overhead(subject):
-    fig, overhead = speed.train_throughput(subject, "pgd_at", peak_gflops=100.0, images=64,
+    fig, overhead = speed.train_throughput(subject, "pgd_at", images=64,
                                            batch_size=32, repeats=1, pgd_steps=2)
     d = fig.detail
     # 2 PGD steps (forward + input-gradient backward each: ~2F) and the update (~3F):
@@ -76,7 +76,10 @@ def test_train_figure_counts_flops_and_overhead(subject):
 
     per_image = inference_flops(subject.model, tuple(subject.test_x.shape[1:]))
     assert 6.0 <= d["train_flops"] / (64 * per_image) <= 7.0
-    assert fig.ratio == pytest.approx(d["achieved_gflops"] / 100.0)
+    # The roof is a float32 matmul timed in the same rounds as the training.
+    assert d["peak_dtype"] == "float32" and d["peak_gflops"] > 0
+    assert fig.ratio == pytest.approx(d["achieved_gflops"] / d["peak_gflops"])
+    assert (d["precision"], d["channels_last"], d["compile"]) == ("fp32", False, False)
     assert overhead is not None and overhead.figure == "meter_overhead"
     assert overhead.ratio == pytest.approx(d["metered_s"] / d["perbench_s"] - 1)
     with pytest.raises(ValueError, match="erm and pgd_at"):
@@ -100,3 +103,38 @@ def test_quickstart_samples_are_classified_by_stack():
     total, by_class = shares(f"{compute} 6\n{backward} 2\n{store_write} 1\n{imports} 1\n")
     assert total == 10
     assert by_class == {"model compute": 0.8, "results store": 0.1, "imports": 0.1}
+
+
+def test_synthetic_subject_trains_bf16_channels_last_against_a_bf16_roof():
+    """The GPU recipe (bf16 autocast, NHWC, CIFAR-shaped data, no checkpoint) on CPU: both
+    sides run it, the roof is a bf16 matmul, and the FLOPs are the fp32 run's."""
+    from bench.api import Execution
+
+    subject = speed.synthetic_subject("small_cnn", torch.device("cpu"), images=32)
+    assert subject.train_x.shape == (32, 3, 32, 32) and not subject.trained
+    fast = Execution(precision="bf16", channels_last=True)
+    fig, _ = speed.train_throughput(subject, "pgd_at", images=32, batch_size=16, repeats=1,
+                                    pgd_steps=1, execution=fast)
+    plain, _ = speed.train_throughput(subject, "pgd_at", images=32, batch_size=16, repeats=1,
+                                      pgd_steps=1)
+    d = fig.detail
+    assert (d["precision"], d["channels_last"], d["peak_dtype"]) == ("bf16", True, "bfloat16")
+    assert d["train_flops"] == plain.detail["train_flops"] > 0
+    assert fig.target == 0.6  # CPU; 0.35 on CUDA
+    with pytest.raises(ValueError, match="trained checkpoint"):
+        speed.measure(subject, ("pgd10_eval",))
+
+
+def test_bench_synthetic_refuses_evaluation_figures(finished):
+    proc = perbench("bench", str(finished), "--synthetic", "small_cnn", "--figures",
+                    "pgd10_eval", "--no-save")
+    assert proc.returncode == 2 and "trained checkpoint" in proc.stderr
+    proc = perbench("bench", str(finished), "--synthetic", "resnet9000", "--no-save")
+    assert proc.returncode == 2 and "resnet9000" in proc.stderr and "small_cnn" in proc.stderr
+    proc = perbench("bench", str(finished), "--batch-size", "0")
+    assert proc.returncode == 2 and "positive integer" in proc.stderr
+
+
+def test_timed_reads_the_call_it_wraps():
+    seconds, out = speed.timed(lambda: sum(range(10_000)))
+    assert out == sum(range(10_000)) and 0 < seconds < 60

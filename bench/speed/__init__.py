@@ -7,9 +7,12 @@ doing, an absolute number is not. The reference loops are in :mod:`bench.speed.r
 
 Figures (issue #8): ``matmul_peak`` (the machine's float32 matmul FLOP/s), ``pgd10_eval``
 (attack evaluation vs a plain PGD loop), ``train_erm`` / ``train_pgd_at`` (training
-throughput vs a plain DataLoader loop, and as a fraction of the matmul peak),
+throughput vs a plain DataLoader loop, and as a fraction of a matmul peak timed in the
+same rounds, in the training's precision; both sides run the same ``Execution``: fp32 or
+bf16 autocast, NCHW or channels_last, eager or compiled),
 ``meter_overhead`` (FLOP counting's cost), ``autoattack`` (through PERBench vs pyautoattack
 called directly) and ``quickstart`` (wall time and the share spent outside model compute).
+On CUDA every time is read from CUDA events.
 """
 from __future__ import annotations
 

@@ -1,0 +1,165 @@
+"""The FLOP meter's step memo: steps a method declares alike are counted once and charged
+after, and the totals equal counting every op, for every built-in method and composition."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from bench.api import Budget, Modifier, ThreatModel, TrainContext
+from bench.archs.preact_resnet import PreActResNet
+from bench.attacks import perturb
+from bench.engine import train
+from bench.measures import FlopMeter, MeterMismatchError
+from bench.plugins import compose
+from conftest import tiny_cnn
+
+PGD = {"steps": 2}
+ACCEL = {"n": 1, "val_points": 50, "val_steps": 2}
+# Every base, every modifier, and the compositions the fashion-mnist grid runs. The
+# budget (3 epochs of 3 batches, the last one short) makes CAPER prune mid-run, AccelAT
+# fire, ADMM switch from its penalty phase to masked retraining, and EWS's controller
+# (interval 2) step on some batches and not on others.
+COMPOSITIONS = {
+    "erm": {},
+    "pgd_at": {"pgd_at": PGD},
+    "fast_at": {},
+    "free_at": {"free_at": {"replays": 2}},
+    "trades": {"trades": PGD},
+    "erm+dropout": {},
+    "erm+caper": {"caper": {"tau": 1}},
+    "erm+random_subset": {"random_subset": {"tau": 1}},
+    "pgd_at+caper+accelat": {"pgd_at": PGD, "caper": {"tau": 1}, "accelat": ACCEL},
+    "free_at+accelat": {"free_at": {"replays": 2}, "accelat": ACCEL},
+    "pgd_at+admm_prune": {"pgd_at": PGD, "admm_prune": {"keep": 0.5, "updates": 2,
+                                                         "admm_fraction": 0.5}},
+    "pgd_at+ews": {"pgd_at": PGD, "ews": {"interval": 2}},
+    "trades+ews": {"trades": PGD, "ews": {"interval": 2}},
+    "pgd_at+ews_random": {"pgd_at": PGD},
+    "pgd_at+ews_l1": {"pgd_at": PGD},
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def model_for(name: str) -> nn.Module:
+    torch.manual_seed(0)
+    if "ews" in name:  # EWS needs residual blocks
+        return PreActResNet((1, 1), (8, 16), 8, in_channels=1, num_classes=10)
+    return tiny_cnn()
+
+
+def train_with(name: str, config: dict, digits_tensors, meter: FlopMeter):
+    x, y, _, _ = digits_tensors
+    comp = compose(name, config)
+    model = model_for(name)
+    ctx = TrainContext(
+        model=model, train_x=x[:250], train_y=y[:250], val_x=x[250:350], val_y=y[250:350],
+        num_classes=10, budget=Budget(3, 100), threat=ThreatModel("Linf", 0.1),
+        device=torch.device("cpu"), seed=0, generator=torch.Generator().manual_seed(0),
+        attack=perturb, log=lambda **kw: None)
+    return train(comp.base, comp.modifiers, ctx, meter=meter)
+
+
+@pytest.mark.parametrize("name", COMPOSITIONS)
+def test_memoized_total_equals_counting_every_op(name, digits_tensors):
+    config = COMPOSITIONS[name]
+    every_op = FlopMeter(memoize=False)
+    exact = train_with(name, config, digits_tensors, every_op).train_flops
+    # audit_every=1 recounts every step and compares it with its key's first: a
+    # declaration that missed something the cost depends on raises here.
+    audited = FlopMeter(audit_every=1)
+    assert train_with(name, config, digits_tensors, audited).train_flops == exact
+    memo = FlopMeter()
+    assert train_with(name, config, digits_tensors, memo).train_flops == exact
+    assert exact > 0
+    assert every_op.steps_charged == 0
+    assert memo.steps_charged > 0, "every built-in method declares its step cost"
+    assert memo.steps_counted < every_op.steps_counted
+
+
+def test_first_step_of_each_key_counted_then_charged():
+    model, x = tiny_cnn(), torch.rand(4, 1, 8, 8)
+    one = FlopMeter()
+    with torch.no_grad(), one:
+        model(x)
+    with torch.no_grad(), FlopMeter(audit_every=3) as meter:
+        for i in range(7):
+            with meter.step(("a",)):
+                model(x)
+            with meter.step(("b",)):
+                model(x[:2])
+    assert meter.total == 7 * one.total + 7 * one.total / 2
+    # Steps 1, 4 and 7 of each key are counted op by op (the first and two audits).
+    assert (meter.steps_counted, meter.steps_charged) == (6, 8)
+
+
+def test_charged_step_inside_resumed_or_paused_work_counts_once():
+    model, x = tiny_cnn(), torch.rand(4, 1, 8, 8)
+    with torch.no_grad(), FlopMeter() as meter:
+        for _ in range(3):
+            with meter.step(()), meter.resumed():  # resumed inside a charged step: no double
+                model(x)
+        per_step = meter.total / 3
+        with meter.paused(), meter.step(()):
+            model(x)  # paused: a step here counts nothing and is not memoized
+        assert meter.total == 3 * per_step
+
+
+def test_a_step_that_pauses_the_meter_is_counted_op_by_op():
+    model, x = tiny_cnn(), torch.rand(4, 1, 8, 8)
+    with torch.no_grad(), FlopMeter(audit_every=1) as meter:
+        for _ in range(3):
+            with meter.step(()):
+                model(x)
+                with meter.paused():
+                    model(x)
+                model(x)
+        assert meter.steps_charged == 0
+    one = FlopMeter()
+    with torch.no_grad(), one:
+        model(x)
+    assert meter.total == 6 * one.total
+
+
+class ExtraPassOnOddSteps(Modifier):
+    """A planted wrong declaration: an extra forward on odd steps, yet key ``()``."""
+
+    name = "extra_pass"
+
+    def __init__(self, declare: bool):
+        self.declare = declare
+
+    def extra_loss(self, ctx, batch):
+        if ctx.step % 2:
+            return 0 * ctx.model(batch.x).sum()
+        return None
+
+    def step_cost_key(self, ctx, batch):
+        return () if self.declare else None
+
+
+def test_a_wrong_declaration_fails_the_run_at_its_audit(digits_tensors):
+    x, y, _, _ = digits_tensors
+
+    def run(declare: bool, meter: FlopMeter) -> float:
+        ctx = TrainContext(
+            model=model_for("erm"), train_x=x[:400], train_y=y[:400], val_x=x[:0], val_y=y[:0],
+            num_classes=10, budget=Budget(1, 100), threat=ThreatModel("Linf", 0.1),
+            device=torch.device("cpu"), seed=0, generator=torch.Generator().manual_seed(0),
+            attack=perturb, log=lambda **kw: None)
+        return train(compose("erm").base, [ExtraPassOnOddSteps(declare)], ctx,
+                     meter=meter).train_flops
+
+    with pytest.raises(MeterMismatchError, match="step_cost_key"):
+        run(declare=True, meter=FlopMeter(audit_every=3))  # audits the 4th step, an odd one
+    # Declaring nothing (None) counts every op: the same total as no memo at all.
+    honest = FlopMeter()
+    assert run(declare=False, meter=honest) == run(declare=True, meter=FlopMeter(memoize=False))
+    assert honest.steps_charged == 0
