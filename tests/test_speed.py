@@ -138,3 +138,8 @@ def test_bench_synthetic_refuses_evaluation_figures(finished):
 def test_timed_reads_the_call_it_wraps():
     seconds, out = speed.timed(lambda: sum(range(10_000)))
     assert out == sum(range(10_000)) and 0 < seconds < 60
+
+
+def test_paired_ratio_is_the_median_of_back_to_back_ratios():
+    rounds = {"a": [2.0, 4.0, 9.0], "b": [1.0, 2.0, 3.0]}  # the third round ran slow for a
+    assert speed.paired_ratio(rounds, "a", "b") == 2.0
