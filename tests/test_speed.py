@@ -143,3 +143,28 @@ def test_timed_reads_the_call_it_wraps():
 def test_paired_ratio_is_the_median_of_back_to_back_ratios():
     rounds = {"a": [2.0, 4.0, 9.0], "b": [1.0, 2.0, 3.0]}  # the third round ran slow for a
     assert speed.paired_ratio(rounds, "a", "b") == 2.0
+
+
+def test_show_keeps_each_figures_latest_value_per_setting():
+    """A later bench of one figure (the quickstart alone) must not hide the others, and
+    the same figure run in two training settings shows twice, each labelled."""
+    import pandas as pd
+
+    from bench.show import latest_speed
+
+    def row(bench, figure, value, when, **detail):
+        return {"bench_id": bench, "figure": figure, "value": value, "reference": None,
+                "unit": "x", "ratio": None, "ratio_meaning": "", "target_met": None,
+                "detail": json.dumps(detail), "host": "h", "hardware": "cpu-2t",
+                "device_name": "cpu", "created_at": pd.Timestamp(when, tz="UTC")}
+
+    speed = pd.DataFrame([
+        row("a", "train_erm", 1.0, "2026-01-01", precision="fp32", channels_last=False),
+        row("a", "pgd10_eval", 2.0, "2026-01-01"),
+        row("b", "train_erm", 3.0, "2026-01-02", precision="bf16", channels_last=True),
+        row("c", "train_erm", 4.0, "2026-01-03", precision="fp32", channels_last=False),
+        row("d", "quickstart", 5.0, "2026-01-04"),
+    ])
+    shown = latest_speed(speed).set_index("figure")["PERBench"].to_dict()
+    assert shown == {"pgd10_eval": "2", "train_erm (bf16, channels_last)": "3",
+                     "train_erm": "4", "quickstart": "5"}
