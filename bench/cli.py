@@ -287,10 +287,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         else:
             subject = speed.load_subject(board, method=args.method, arch=args.arch,
                                          seed=args.seed, run_id=args.run, device=device)
-        if not subject.trained and {"pgd10_eval", "autoattack"} & set(figures):
-            raise ValueError(f"--synthetic: pgd10_eval and autoattack need a trained "
-                             f"checkpoint; ask for --figures from matmul_peak, train_erm, "
-                             f"train_pgd_at, meter_overhead")
+        speed.check_subject(subject, figures)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     print(f"measuring {', '.join(figures)} on {subject.name}, {args.threads} threads, "

@@ -46,13 +46,13 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
 
 def train(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext, *,
           augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-          progress: Callable[[dict], None] | None = None, metered: bool = True,
+          progress: Callable[[dict], None] | None = None,
           meter: FlopMeter | None = None) -> TrainStats:
     """Run ``base`` with ``modifiers`` for the budget in ``ctx``; return measured costs.
 
-    ``metered=False`` skips FLOP counting (train_flops is then 0): only ``perbench bench``
-    uses it, to measure what counting costs. ``meter``: a FlopMeter of the caller's (tests
-    set its memo and audits); default ``FlopMeter(enabled=metered)``."""
+    ``meter``: the caller's FlopMeter (default ``FlopMeter()``); tests set its memo and
+    audits, and ``perbench bench`` passes ``FlopMeter(enabled=False)`` (train_flops 0) to
+    measure what counting costs."""
     stats = TrainStats()
     model = ctx.model
     ex = ctx.execution
@@ -78,7 +78,7 @@ def train(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext, *,
     cuda = ctx.device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(ctx.device)
-    meter = meter if meter is not None else FlopMeter(enabled=metered)
+    meter = meter if meter is not None else FlopMeter()
     ctx.meter = meter
     start = time.perf_counter()
     model.train()

@@ -61,7 +61,8 @@ def random_delta(x: torch.Tensor, norm: Norm, eps: float, kind: RandomStart,
         direction /= _per_point(l2_norms(direction).clamp_min(1e-12), x)
         u = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
         delta = direction * _per_point(eps * u.pow(1.0 / x[0].numel()), x)
-    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+    nhwc = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+    if nhwc and not x.is_contiguous():
         # Drawn in NCHW order (the seeded stream stays the same), laid out like x, so
         # x + delta stays NHWC for a channels_last model.
         delta = delta.contiguous(memory_format=torch.channels_last)

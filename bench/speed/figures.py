@@ -14,9 +14,8 @@ import torch
 from torch import nn
 
 from bench.api import Execution
-from bench.speed import reference
-
-from bench.speed import DEFAULT_FIGURES, FIGURES
+from bench.measures import FlopMeter
+from bench.speed import DEFAULT_FIGURES, FIGURES, reference
 
 
 @dataclass
@@ -179,7 +178,7 @@ def _train_once(subject: Subject, method: str, config: dict, x: torch.Tensor, y:
                        threat=ThreatModel("Linf", subject.eps), device=x.device, seed=seed,
                        generator=torch.Generator(device=x.device).manual_seed(seed),
                        attack=perturb, execution=execution)
-    return train(comp.base, comp.modifiers, ctx, metered=metered)
+    return train(comp.base, comp.modifiers, ctx, meter=FlopMeter(enabled=metered))
 
 
 def train_throughput(subject: Subject, method: str, images: int = 1024,
@@ -352,6 +351,16 @@ def synthetic_subject(arch: str, device: torch.device, images: int = 1024,
 
 # -- all together ----------------------------------------------------------------------
 
+def check_subject(subject: Subject, figures: tuple[str, ...]) -> None:
+    """ValueError when ``figures`` ask for an evaluation figure on an untrained (synthetic)
+    subject: attack speed depends on how robust the model is."""
+    needs_trained = sorted({"pgd10_eval", "autoattack"} & set(figures))
+    if needs_trained and not subject.trained:
+        raise ValueError(f"{', '.join(needs_trained)} need a trained checkpoint, not "
+                         f"{subject.name}; ask for --figures from matmul_peak, train_erm, "
+                         "train_pgd_at, meter_overhead")
+
+
 def measure(subject: Subject, figures: tuple[str, ...] = DEFAULT_FIGURES, *,
             threads: int = 2, points: int = 1000, images: int = 2048, repeats: int = 3,
             aa_points: int = 200, quickstart: Path | None = None,
@@ -364,10 +373,7 @@ def measure(subject: Subject, figures: tuple[str, ...] = DEFAULT_FIGURES, *,
     unknown = set(figures) - set(FIGURES)
     if unknown:
         raise ValueError(f"unknown figures {sorted(unknown)}; allowed: {', '.join(FIGURES)}")
-    needs_trained = sorted({"pgd10_eval", "autoattack"} & set(figures))
-    if needs_trained and not subject.trained:
-        raise ValueError(f"{', '.join(needs_trained)} need a trained checkpoint, not "
-                         f"{subject.name}")
+    check_subject(subject, figures)
     execution = execution or Execution()
     device = subject.train_x.device
     out: list[Figure] = []
