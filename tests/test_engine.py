@@ -136,7 +136,6 @@ class Probe(Modifier):
     def extra_loss(self, ctx, batch):
         self.seen.append((all(self.nhwc), batch.logits.dtype, torch.is_autocast_enabled("cpu")))
         self.nhwc.clear()
-        return None
 
 
 def run_with(name, digits_tensors, execution, config=None, epochs=1):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import tiny_cnn
 from torch import nn
 
 from bench.api import Budget, Modifier, ThreatModel, TrainContext
@@ -12,7 +13,6 @@ from bench.attacks import perturb
 from bench.engine import train
 from bench.measures import FlopMeter, MeterMismatchError
 from bench.plugins import compose
-from conftest import tiny_cnn
 
 PGD = {"steps": 2}
 ACCEL = {"n": 1, "val_points": 50, "val_steps": 2}
