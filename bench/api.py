@@ -140,7 +140,33 @@ class TrainContext:
         return self.train_mask.nonzero().flatten()
 
 
-class Base:
+class Resumable:
+    """What a method keeps between epochs, for resuming an interrupted training cell.
+
+    After each epoch the loop snapshots the model, optimizer, random streams, meter and
+    ``ctx`` together with each method's ``state_dict()``; a cell killed mid-run continues
+    from its last finished epoch and ends with the weights, FLOPs and history of a run
+    never stopped (tests/test_resume.py checks every built-in, bit for bit on the CPU).
+    """
+
+    def state_dict(self) -> dict | None:
+        """What this method carries across epochs besides the model, the optimizer, ``ctx``
+        and the run's generator, as tensors, numbers, strings, lists and dicts (a private
+        ``torch.Generator``: its ``get_state()``; a module or optimizer: its
+        ``state_dict()``). ``{}`` when it keeps nothing. None, the default, says the
+        loop cannot know: it writes no snapshots for the composition, and an interrupted
+        cell restarts from epoch 0 (slower, never wrong)."""
+        return None
+
+    def load_state_dict(self, state: dict) -> None:
+        """Take back what ``state_dict`` returned, tensors on the CPU. On a resumed run it
+        is called after ``on_train_start`` (so what that builds exists) and after the
+        model's weights are restored."""
+        if state:
+            raise NotImplementedError(f"{type(self).__name__} returned state it cannot load")
+
+
+class Base(Resumable):
     """Owns the per-batch objective. Subclasses set ``name``, ``Config`` and ``loss``."""
 
     name: ClassVar[str]
@@ -194,7 +220,7 @@ class Base:
         return None
 
 
-class Modifier:
+class Modifier(Resumable):
     """Hooks into the shared loop. Implement only the hooks you need."""
 
     name: ClassVar[str]

@@ -123,6 +123,34 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_claims(args: argparse.Namespace) -> int:
+    from bench.claims import check_names, evaluate, load_claims, render
+    from bench.compare import per_run_metrics
+    from bench.leaderboard import load_tables
+    from bench.show import mce_reference
+    from bench.spec import load_spec
+
+    board = _leaderboard_dir(args.leaderboard)
+    path = Path(args.file) if args.file else board / "claims.yaml"
+    claims = load_claims(path)
+    spec = load_spec(board)
+    results = _results(board, spec)
+    metrics = per_run_metrics(load_tables(results), norm=args.norm, eps=args.eps,
+                              mce_reference=mce_reference(results, board))
+    check_names(claims, metrics, [m.display for m in spec.methods], path)
+    result = evaluate(claims, metrics)
+    if args.format == "csv":
+        print(result.to_csv(index=False), end="")
+        return 0
+    print(f"{board.name}: each claim's metrics, baseline and method as mean ± std over seeds "
+          "(difference: points for accuracies, relative for costs); verdicts as in "
+          "bench/claims.py: beyond the seed-to-seed spread (sum of the two stds) or not")
+    print(render(result, args.format))
+    counts = result.drop_duplicates("claim_id")["claim_verdict"].value_counts()
+    print("claims: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
+    return 0
+
+
 def cmd_robustbench_export(args: argparse.Namespace) -> int:
     import json
 
@@ -392,6 +420,14 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--eps", type=float, help="ε of the robust columns")
     cmp.add_argument("--format", default="table", choices=["table", "csv"])
     cmp.set_defaults(fn=cmd_compare)
+    claims = sub.add_parser("claims", help="the source papers' claims checked against the "
+                                           "leaderboard's numbers (claims.yaml)")
+    claims.add_argument("leaderboard")
+    claims.add_argument("--file", help="claims file (default <leaderboard>/claims.yaml)")
+    claims.add_argument("--norm", choices=["Linf", "L2"], help="threat model of the robust metrics")
+    claims.add_argument("--eps", type=float, help="ε of the robust metrics")
+    claims.add_argument("--format", default="table", choices=["table", "markdown", "csv"])
+    claims.set_defaults(fn=cmd_claims)
     rb = sub.add_parser("robustbench", help="export runs to / import entries from RobustBench")
     rb_sub = rb.add_subparsers(dest="action", required=True)
     export = rb_sub.add_parser("export", help="one run as a RobustBench model_info JSON entry")

@@ -23,6 +23,11 @@ class NonFiniteLossError(RuntimeError):
     """The method produced a NaN or infinite loss; the cell fails with this reason."""
 
 
+class ResumeError(RuntimeError):
+    """A resume snapshot could not be put back (another code version, another
+    composition); the caller starts the cell over."""
+
+
 @dataclass
 class TrainStats:
     train_flops: float = 0.0
@@ -30,6 +35,7 @@ class TrainStats:
     train_seconds: float = 0.0
     peak_mem_bytes: int | None = None
     history: list[dict] = field(default_factory=list)
+    resumed_after: list[int] = field(default_factory=list)  # epochs done at each resume
 
 
 @torch.no_grad()
@@ -47,12 +53,18 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
 def train(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext, *,
           augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
           progress: Callable[[dict], None] | None = None,
-          meter: FlopMeter | None = None) -> TrainStats:
+          meter: FlopMeter | None = None,
+          snapshot: Callable[[dict], None] | None = None,
+          resume: dict | None = None) -> TrainStats:
     """Run ``base`` with ``modifiers`` for the budget in ``ctx``; return measured costs.
 
     ``meter``: the caller's FlopMeter (default ``FlopMeter()``); tests set its memo and
     audits, and ``perbench bench`` passes ``FlopMeter(enabled=False)`` (train_flops 0) to
-    measure what counting costs."""
+    measure what counting costs.
+
+    ``snapshot(state)`` is handed everything the run needs to continue after each epoch
+    (when every method has a ``state_dict``); ``resume=state`` continues from one, to the
+    same weights, FLOPs and history as a run never stopped (on the CPU, bit for bit)."""
     stats = TrainStats()
     model = ctx.model
     ex = ctx.execution
@@ -82,10 +94,18 @@ def train(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext, *,
     ctx.meter = meter
     start = time.perf_counter()
     model.train()
+    methods = [base, *modifiers]
     with meter:
         for mod in modifiers:
             mod.on_train_start(ctx)
-        for epoch in range(epochs):
+        first_epoch = 0
+        if resume is not None:
+            try:
+                first_epoch = _restore(resume, model, methods, ctx, meter, stats)
+            except Exception as exc:
+                raise ResumeError(f"the resume snapshot does not fit this run: {exc}") from exc
+            start = time.perf_counter() - resume["seconds"]
+        for epoch in range(first_epoch, epochs):
             ctx.epoch = epoch
             for mod in modifiers:
                 mod.on_epoch_start(ctx)
@@ -148,6 +168,12 @@ def train(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext, *,
             stats.history.append(row)
             if progress is not None:
                 progress(row)
+            if snapshot is not None:
+                with meter.paused():
+                    state = _capture(epoch, model, methods, ctx, meter, stats,
+                                     time.perf_counter() - start)
+                    if state is not None:
+                        snapshot(state)
             fault_point("epoch")
         for mod in modifiers:
             mod.on_train_end(ctx)
@@ -155,9 +181,68 @@ def train(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext, *,
     stats.train_flops = meter.total
     stats.train_seconds = time.perf_counter() - start
     if cuda:
-        stats.peak_mem_bytes = torch.cuda.max_memory_allocated(ctx.device)
+        stats.peak_mem_bytes = max(torch.cuda.max_memory_allocated(ctx.device),
+                                   stats.peak_mem_bytes or 0)
     model.eval()
     return stats
+
+
+SNAPSHOT_FORMAT = 1
+
+
+def _capture(epoch: int, model: torch.nn.Module, methods: Sequence[Base | Modifier], ctx: TrainContext,
+             meter: FlopMeter, stats: TrainStats, seconds: float) -> dict | None:
+    """The run's state after ``epoch``, or None when a method cannot say what it keeps."""
+    method_states = [m.state_dict() for m in methods]
+    if any(s is None for s in method_states):
+        return None
+    rng = {"generator": ctx.generator.get_state(), "torch": torch.get_rng_state()}
+    peak = stats.peak_mem_bytes
+    if ctx.device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(ctx.device)
+        peak = max(peak or 0, torch.cuda.max_memory_allocated(ctx.device))
+    return {
+        "format": SNAPSHOT_FORMAT, "epoch": epoch, "methods": method_states,
+        "model": model.state_dict(), "optimizer": ctx.optimizer.state_dict(),
+        "step": ctx.step, "train_mask": ctx.train_mask, "state": dict(ctx.state),
+        "tables": ctx.tables, "run_fields": ctx.run_fields, "meter": meter.state_dict(),
+        "rng": rng, "seconds": seconds, "train_samples": stats.train_samples,
+        "history": stats.history, "peak_mem_bytes": peak, "resumed_after": stats.resumed_after,
+    }
+
+
+def _restore(snap: dict, model: torch.nn.Module, methods: Sequence[Base | Modifier], ctx: TrainContext,
+             meter: FlopMeter, stats: TrainStats) -> int:
+    """Put a ``_capture`` back; return the first epoch still to run."""
+    if snap.get("format") != SNAPSHOT_FORMAT:
+        raise ValueError(f"format {snap.get('format')!r}; this version reads {SNAPSHOT_FORMAT}")
+    if len(snap["methods"]) != len(methods):
+        raise ValueError("the resume snapshot is of a different composition")
+    model.load_state_dict(snap["model"])
+    ctx.optimizer.load_state_dict(snap["optimizer"])
+    for method, state in zip(methods, snap["methods"]):
+        method.load_state_dict(state)
+    ctx.step = snap["step"]
+    mask = snap["train_mask"]
+    ctx.train_mask = None if mask is None else mask.to(ctx.train_y.device)
+    # In place: the caller's log() closes over these very objects.
+    ctx.state.clear()
+    ctx.state.update(snap["state"])
+    ctx.tables.clear()
+    ctx.tables.update(snap["tables"])
+    ctx.run_fields.clear()
+    ctx.run_fields.update(snap["run_fields"])
+    meter.load_state_dict(snap["meter"])
+    rng = snap["rng"]
+    ctx.generator.set_state(rng["generator"].cpu())
+    torch.set_rng_state(rng["torch"].cpu())
+    if "cuda" in rng and ctx.device.type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"].cpu(), ctx.device)
+    stats.train_samples = snap["train_samples"]
+    stats.history = list(snap["history"])
+    stats.peak_mem_bytes = snap["peak_mem_bytes"]
+    stats.resumed_after = [*snap["resumed_after"], snap["epoch"] + 1]
+    return snap["epoch"] + 1
 
 
 def _autocast(device: torch.device, precision: str) -> Callable[[], AbstractContextManager]:

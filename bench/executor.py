@@ -163,7 +163,8 @@ class _epoch_bar:
 
     def __enter__(self):
         def on_epoch(row: dict) -> None:
-            self.bar.update(1)
+            # By epoch number, not by calls: a resumed run's bar starts where it left off.
+            self.bar.update(row["epoch"] + 1 - self.bar.n)
             self.bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{row['val_acc'] or 0:.3f}")
 
         return on_epoch

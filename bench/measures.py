@@ -169,6 +169,19 @@ class FlopMeter:
         running = self._counter.get_total_flops() if self._counter is not None else 0
         return self._banked + float(running)
 
+    def state_dict(self) -> dict:
+        return {"total": self.total, "steps_counted": self.steps_counted,
+                "steps_charged": self.steps_charged}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a resumed run's count. The memo starts empty: each key's first
+        step after the resume is counted op by op again (same total, one more audit)."""
+        self._stop(None, None, None)
+        self._banked = float(state["total"])
+        self.steps_counted, self.steps_charged = state["steps_counted"], state["steps_charged"]
+        if self._entered:
+            self._start()
+
     def __enter__(self) -> FlopMeter:
         if self._entered:
             raise RuntimeError("FlopMeter is already active; enter it once around the run")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,11 +16,13 @@ import pandas as pd
 import torch
 
 from bench import store
-from bench.api import Budget, TrainContext, ThreatModel
+from bench.api import Budget, ThreatModel, TrainContext
 from bench.cells import EVAL_PERMUTATION_SEED, AttackCell, LatencyCell, TrainCell
-from bench.engine import accuracy, train
-from bench.schema import TABLES
+from bench.engine import SNAPSHOT_FORMAT, ResumeError, accuracy, train
 from bench.provenance import default_device, device_name, host, load_avg, versions_json
+from bench.schema import TABLES
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -88,7 +91,20 @@ def run_train_cell(cell: TrainCell, results: Path, device: torch.device | None =
         )
         kind = cell.augment or data.augment
         augment = None if kind == "none" else (lambda x, g: augment_batch(x, kind, g))
-        stats = train(comp.base, comp.modifiers, ctx, augment=augment, progress=progress)
+        snap_path = store.resume_path(results, cell.key)
+        resume = read_snapshot(snap_path, cell.key)
+
+        def save_snapshot(state: dict) -> None:
+            state["cell_key"] = cell.key
+            store.atomic_write_bytes(snap_path, lambda f: torch.save(state, f))
+
+        try:
+            stats = train(comp.base, comp.modifiers, ctx, augment=augment, progress=progress,
+                          snapshot=save_snapshot, resume=resume)
+        except ResumeError as exc:
+            log.warning("%s: %s; training from epoch 0", cell.describe(), exc)
+            store.remove(snap_path)
+            return run_train_cell(cell, results, device, progress)
         clean = accuracy(model, data.test_x.to(device), data.test_y.to(device))
         val = stats.history[-1]["val_acc"] if stats.history else None
         shape = tuple(data.train_x.shape[1:])
@@ -110,6 +126,7 @@ def run_train_cell(cell: TrainCell, results: Path, device: torch.device | None =
         "train_size": len(tr_y), "augment": kind, "load_avg": load_avg(),
         "nondeterminism": nondeterminism(device), "precision": ctx.execution.precision,
         "channels_last": ctx.execution.channels_last, "compiled": ctx.execution.compile,
+        "resumed_after_epochs": json.dumps(stats.resumed_after) if stats.resumed_after else None,
     }
     unknown = set(ctx.run_fields) - set(TABLES["runs"].names)
     if unknown:
@@ -119,6 +136,24 @@ def run_train_cell(cell: TrainCell, results: Path, device: torch.device | None =
     for table, rows in ctx.tables.items():
         tables[table] = [{**r, "run_id": cell.key} for r in rows]
     return run, tables
+
+
+def read_snapshot(path, cell_key: str) -> dict | None:
+    """The resume snapshot an interrupted run of this cell left, or None (none, or one
+    this version cannot use: it is then ignored and overwritten by the fresh run's)."""
+    if not store.exists(path):
+        return None
+    try:
+        with store.open_read(path) as f:
+            # weights_only: snapshots hold only tensors and plain containers.
+            snap = torch.load(f, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable snapshot means start over
+        log.warning("ignoring unreadable resume snapshot %s (%s)", path, exc)
+        return None
+    if snap.get("cell_key") != cell_key or snap.get("format") != SNAPSHOT_FORMAT:
+        log.warning("ignoring resume snapshot %s: written for another cell or format", path)
+        return None
+    return snap
 
 
 def nondeterminism(device: torch.device) -> str | None:

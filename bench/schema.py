@@ -31,6 +31,10 @@ TABLES: dict[str, pa.Schema] = {
         # how the loop ran the passes (grid key `training`): fp32/bf16 autocast, NHWC
         # layout, torch.compile. Null in runs written before these options existed (fp32).
         ("precision", _s), ("channels_last", _b), ("compiled", _b),
+        # JSON list of the epochs already done each time an interrupted run was resumed
+        # from its snapshot ("[3]"); null when trained in one go. train_seconds then
+        # leaves out the epoch lost to the interruption.
+        ("resumed_after_epochs", _s),
     ]),
     "history": pa.schema([
         ("run_id", _s), ("epoch", _i), ("lr", _f), ("train_loss", _f), ("train_acc", _f),

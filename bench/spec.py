@@ -288,14 +288,16 @@ def load_spec(path: str | Path) -> GridSpec:
     return spec
 
 
-def _validation_message(path: Path, exc: ValidationError) -> str:
-    lines = [f"{path}: invalid grid spec"]
+def _validation_message(path: Path, exc: ValidationError, root: type[BaseModel] | None = None,
+                        what: str = "grid spec") -> str:
+    """Each pydantic error as ``key.path: what is wrong`` (unknown keys list the allowed)."""
+    lines = [f"{path}: invalid {what}"]
     for err in exc.errors():
         loc = _fmt_loc(err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             parent = err["loc"][:-1]
-            model = _model_at(parent)
+            model = _model_at(parent, root or GridSpec)
             allowed = ", ".join(model.model_fields) if model else "?"
             msg = f"unknown key; allowed keys: {allowed}"
         elif err["type"] == "missing":
@@ -304,8 +306,8 @@ def _validation_message(path: Path, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def _model_at(loc: tuple) -> type[BaseModel] | None:
-    model: type[BaseModel] = GridSpec
+def _model_at(loc: tuple, root: type[BaseModel]) -> type[BaseModel] | None:
+    model = root
     for part in loc:
         if isinstance(part, int):
             continue

@@ -1,6 +1,7 @@
 """Parquet results store: one file per finished cell and table, written atomically.
 
-Layout: ``<results>/<table>/<cell_key>.parquet`` and ``<results>/checkpoints/<train_key>.pt``.
+Layout: ``<results>/<table>/<cell_key>.parquet`` and ``<results>/checkpoints/<train_key>.pt``
+(plus ``<results>/resume/<train_key>.pt`` while a training cell is unfinished).
 A cell is finished when its *primary* table file exists; secondary tables are written
 first, so a crash between files leaves no visible cell and the rerun overwrites them
 (same file names, so no duplicate rows).
@@ -71,6 +72,22 @@ def checkpoint_relpath(train_key: str) -> str:
 
 def checkpoint_path(results: Location, train_key: str) -> Location:
     return join(results, *checkpoint_relpath(train_key).split("/"))
+
+
+def resume_path(results: Location, train_key: str) -> Location:
+    """The snapshot an interrupted training cell continues from (``bench.engine.train``);
+    it lives only while the cell is unfinished."""
+    return join(results, "resume", f"{train_key}.pt")
+
+
+def remove(path: Location) -> None:
+    """Delete ``path`` if it exists."""
+    if is_uri(path):
+        fs, p = _fs(path)
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(p)
+        return
+    Path(path).unlink(missing_ok=True)
 
 
 def exists(path: Location) -> bool:

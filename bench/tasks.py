@@ -69,6 +69,9 @@ def train(cell, results: Path, device: torch.device | None = None, *,
         log.debug("training failed", exc_info=True)
     run["submission_id"] = submission_id
     store.write_cell(results, "runs", cell.key, [run])  # primary file last
+    # Finished, either way: a retry of a failed cell starts over (the failure may have
+    # come from code since fixed), so the snapshot goes too.
+    store.remove(store.resume_path(results, cell.key))
     fault_point("cell")
     return out
 

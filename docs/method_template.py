@@ -57,3 +57,13 @@ class CleanAdversarialMix(SGDBase):
     #    the work can depend on the data, e.g. an attack that stops early on some inputs.
     def step_cost_key(self, ctx: TrainContext, batch: Batch) -> tuple:
         return ()
+
+    # 4. Optional, so an interrupted run continues from its last epoch instead of epoch 0:
+    #    what the method keeps between epochs (besides the model, optimizer, ctx and the
+    #    run's generator, which the loop snapshots itself). This one keeps nothing: {}.
+    #    A method with state returns it here as tensors, numbers, lists and dicts (a
+    #    module's or optimizer's state_dict(), a private generator's get_state()) and
+    #    implements load_state_dict(state) to take it back. Leave it out (None) and the
+    #    cell simply restarts from epoch 0 when interrupted.
+    def state_dict(self) -> dict:
+        return {}

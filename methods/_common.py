@@ -26,6 +26,15 @@ class AdversarialConfig(SGDConfig):
     norm: Literal["Linf", "L2"] | None = Field(None, description="None = grid's train_threat.norm")
 
 
+class Stateless:
+    """Mixin for a method that keeps nothing between epochs (what it carries lives in
+    ``ctx``): its runs resume from per-epoch snapshots. Deliberately not on ``SGDBase``,
+    so a plugin built on it that keeps state must say so itself."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+
 class SGDBase(Base):
     """Base with SGD, a named schedule and the grid's threat model."""
 

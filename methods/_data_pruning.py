@@ -99,6 +99,9 @@ class SamplePruner(Modifier):
             raise ValueError(f"{self.name}: gamma={self.config.gamma} removes {self.gamma} of "
                              f"{n} training samples; it must remove at least one and keep one")
 
+    def state_dict(self) -> dict:
+        return {}  # τ and γ follow from the config; the removal lives in ctx.train_mask
+
     def on_epoch_start(self, ctx: TrainContext) -> None:
         if ctx.epoch != self.tau:
             return

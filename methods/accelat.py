@@ -121,6 +121,16 @@ class AccelAT(Modifier):
     def learning_rate(self, ctx: TrainContext, progress: float, base_lr: float) -> float:
         return self.rule.lr
 
+    def state_dict(self) -> dict:
+        r = self.rule
+        return {"lr": r.lr, "accs": list(r.accs), "prev_mean": r.prev_mean, "wait": r.wait,
+                "drops": self.drops}
+
+    def load_state_dict(self, state: dict) -> None:
+        r = self.rule
+        r.lr, r.accs, r.prev_mean, r.wait = state["lr"], list(state["accs"]), state["prev_mean"], state["wait"]
+        self.drops = state["drops"]
+
     def on_epoch_end(self, ctx: TrainContext, metrics: dict) -> None:
         if self.adversarial:
             with ctx.charged():

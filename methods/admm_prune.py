@@ -292,6 +292,18 @@ class ADMMPrune(Modifier):
         self.masks: list[torch.Tensor] | None = None
         self._batches = 0  # batches done in the current epoch
 
+    def state_dict(self) -> dict:
+        a = self.admm
+        return {"z": a.z, "u": a.u, "rho": a.rho, "updates": a.updates, "masks": self.masks}
+
+    def load_state_dict(self, state: dict) -> None:
+        a, device = self.admm, self.weights[0].device
+        a.z = [z.to(device) for z in state["z"]]
+        a.u = [u.to(device) for u in state["u"]]
+        a.rho, a.updates = state["rho"], state["updates"]
+        masks = state["masks"]
+        self.masks = None if masks is None else [m.to(device) for m in masks]
+
     def on_epoch_start(self, ctx: TrainContext) -> None:
         self._batches = 0
         if ctx.epoch == self.admm_epochs:

@@ -33,6 +33,9 @@ class Dropout(Modifier):
     def step_cost_key(self, ctx: TrainContext, batch: Batch) -> tuple:
         return ()  # its masks are elementwise: no product changes size
 
+    def state_dict(self) -> dict:
+        return {}  # its masks come from the global stream, which the loop restores
+
     def on_train_start(self, ctx: TrainContext) -> None:
         linears = [m for m in ctx.model.modules() if isinstance(m, nn.Linear)]
         if not linears:

@@ -5,11 +5,11 @@ import torch
 
 from bench.api import Batch, TrainContext
 from bench.plugins import register_method
-from methods._common import SGDBase
+from methods._common import SGDBase, Stateless
 
 
 @register_method
-class ERM(SGDBase):
+class ERM(Stateless, SGDBase):
     """Standard training with cross-entropy (SGD 0.1, momentum 0.9, wd 5e-4, cosine)."""
 
     name = "erm"

@@ -336,6 +336,12 @@ class SubnetDistillation(Modifier):
     def on_epoch_start(self, ctx: TrainContext) -> None:
         self._sums, self._counts = {}, {}
 
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}  # the subnet draws' own stream
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"].cpu())
+
     def propose(self) -> Subnet:
         raise NotImplementedError
 
@@ -410,6 +416,18 @@ class EWS(SubnetDistillation):
         self.entropy_coeff = cfg.entropy_coeff
         if self.entropy_coeff is None:
             self.entropy_coeff = 0.01 if adversarial else 0.005
+
+    def state_dict(self) -> dict:
+        b = self.baseline
+        return {**super().state_dict(), "controller": self.controller.state_dict(),
+                "policy_optimizer": self.policy_optimizer.state_dict(),
+                "baseline": {"ema": b.ema, "count": b.count}}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.controller.load_state_dict(state["controller"])
+        self.policy_optimizer.load_state_dict(state["policy_optimizer"])
+        self.baseline.ema, self.baseline.count = state["baseline"]["ema"], state["baseline"]["count"]
 
     def propose(self) -> Subnet:
         with torch.no_grad():

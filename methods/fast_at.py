@@ -6,7 +6,7 @@ from pydantic import Field
 
 from bench.api import Batch, TrainContext
 from bench.plugins import register_method
-from methods._common import AdversarialConfig, Schedule, SGDBase
+from methods._common import AdversarialConfig, Schedule, SGDBase, Stateless
 
 
 class FastATConfig(AdversarialConfig):
@@ -16,7 +16,7 @@ class FastATConfig(AdversarialConfig):
 
 
 @register_method
-class FastAT(SGDBase):
+class FastAT(Stateless, SGDBase):
     """FGSM with random start U(-ε,ε), α=1.25ε, cyclic LR 0→0.2→0."""
 
     name = "fast_at"

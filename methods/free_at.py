@@ -9,7 +9,7 @@ from pydantic import Field
 
 from bench.api import Batch, TrainContext
 from bench.plugins import register_method
-from methods._common import AdversarialConfig, SGDBase
+from methods._common import AdversarialConfig, SGDBase, Stateless
 
 
 class FreeATConfig(AdversarialConfig):
@@ -18,7 +18,7 @@ class FreeATConfig(AdversarialConfig):
 
 
 @register_method
-class FreeAT(SGDBase):
+class FreeAT(Stateless, SGDBase):
     """Free-AT: m=8 replays, FGSM step ε, perturbation carried across replays and batches."""
 
     name = "free_at"

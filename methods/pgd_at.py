@@ -6,7 +6,7 @@ from pydantic import Field
 
 from bench.api import Batch, TrainContext
 from bench.plugins import register_method
-from methods._common import AdversarialConfig, Schedule, SGDBase
+from methods._common import AdversarialConfig, Schedule, SGDBase, Stateless
 
 
 class PGDATConfig(AdversarialConfig):
@@ -16,7 +16,7 @@ class PGDATConfig(AdversarialConfig):
 
 
 @register_method
-class PGDAT(SGDBase):
+class PGDAT(Stateless, SGDBase):
     """PGD adversarial training: L∞ ε=8/255, 10 steps, α=2/255, random start."""
 
     name = "pgd_at"

@@ -7,7 +7,7 @@ from pydantic import Field
 
 from bench.api import Batch, TrainContext
 from bench.plugins import register_method
-from methods._common import AdversarialConfig, SGDBase
+from methods._common import AdversarialConfig, SGDBase, Stateless
 
 
 class TRADESConfig(AdversarialConfig):
@@ -23,7 +23,7 @@ def _kl(logits_adv: torch.Tensor, logits_clean: torch.Tensor) -> torch.Tensor:
 
 
 @register_method
-class TRADES(SGDBase):
+class TRADES(Stateless, SGDBase):
     """TRADES: β=6, ε=0.031, α=0.007, 10 steps, start x+0.001·N(0,1)."""
 
     name = "trades"

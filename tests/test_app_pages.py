@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from streamlit.testing.v1 import AppTest
 
 from app._data import ENV_VAR
@@ -13,10 +14,10 @@ from bench import store
 from test_leaderboard import run_row, write_results
 
 APP = Path(__file__).resolve().parent.parent / "app"
-LEADERBOARD, TRADEOFFS, METHOD, COMPARE = (
+LEADERBOARD, TRADEOFFS, METHOD, COMPARE, CLAIMS = (
     APP / "Leaderboard.py", APP / "pages" / "1_Trade-offs.py", APP / "pages" / "2_Method.py",
-    APP / "pages" / "3_Compare.py")
-PAGES = [LEADERBOARD, TRADEOFFS, METHOD, COMPARE]
+    APP / "pages" / "3_Compare.py", APP / "pages" / "4_Claims.py")
+PAGES = [LEADERBOARD, TRADEOFFS, METHOD, COMPARE, CLAIMS]
 
 
 def run_page(monkeypatch, board: Path, page: Path) -> AppTest:
@@ -199,3 +200,23 @@ def test_compare_page(monkeypatch, full):
 def test_compare_page_on_partial_results(monkeypatch, partial):
     at = run_page(monkeypatch, partial, COMPARE)
     assert len(at.dataframe) == 1  # erm vs pgd_at: the first two methods
+
+
+def test_claims_page(monkeypatch, full):
+    at = run_page(monkeypatch, full, CLAIMS)
+    assert any("has no claims.yaml" in i.value for i in at.info)
+    (full / "claims.yaml").write_text(yaml.safe_dump({"claims": [
+        {"paper": "CAPER", "claim": "CAPER atop PGD-AT is more robust", "baseline": "pgd_at",
+         "method": "pgd_at+caper", "expect": {"robust_autoattack": "higher"}},
+        {"paper": "CAPER", "claim": "CAPER atop PGD-AT is cheaper", "baseline": "pgd_at",
+         "method": "pgd_at+caper", "expect": {"train_flops": "lower"}}]}))
+    at = run_page(monkeypatch, full, CLAIMS)
+    shown = at.dataframe[0].value.set_index("claim")
+    assert shown.loc["CAPER atop PGD-AT is more robust", "verdict"] == "supported"
+    assert shown.loc["CAPER atop PGD-AT is cheaper", "method vs baseline"] == "pgd_at+caper vs pgd_at"
+    assert [m.value for m in at.metric] == ["2", "0", "0"]
+    (full / "claims.yaml").write_text(yaml.safe_dump({"claims": [
+        {"paper": "P", "claim": "c", "baseline": "pgd_at", "method": "pgd_at+capper",
+         "expect": {"clean_acc": "keep"}}]}))
+    at = run_page(monkeypatch, full, CLAIMS)
+    assert "unknown method 'pgd_at+capper'" in at.error[0].value

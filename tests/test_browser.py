@@ -26,6 +26,7 @@ PAGES = [
     ("Trade-offs", "Performance, efficiency, robustness", 2, False),
     ("Method", "Robust accuracy per attack", 3, False),
     ("Compare", "Compare two methods", 0, True),
+    ("Claims", "Paper claims against this leaderboard", 0, True),
 ]
 
 

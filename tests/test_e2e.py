@@ -11,11 +11,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import FIXTURE
 
 from bench import store
 from bench.spec import results_location
-
-from conftest import FIXTURE
 
 
 @pytest.fixture
@@ -95,6 +94,22 @@ def test_kill_at_fixed_point_then_resume(board, finished, fault):
     proc = perbench("run", str(board), "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert_same_tables(board, finished)
+
+
+def test_killed_mid_training_resumes_from_its_last_epoch(board, finished):
+    """kill -9 after the first of two epochs: the rerun trains only the second, from the
+    snapshot, and ends with the numbers of a run never stopped (assert_same_tables)."""
+    proc = perbench("run", str(board), "--quiet", env={"PERBENCH_FAULT": "epoch:1"})
+    assert proc.returncode == -signal.SIGKILL
+    snapshots = list((board / "results" / "resume").glob("*.pt"))
+    assert len(snapshots) == 1 and not rows(board, "runs").shape[0]
+    proc = perbench("run", str(board), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert_same_tables(board, finished)
+    runs = rows(board, "runs").set_index("run_id")
+    assert runs.loc[snapshots[0].stem, "resumed_after_epochs"] == "[1]"
+    assert runs["resumed_after_epochs"].isna().sum() == len(runs) - 1
+    assert not list((board / "results" / "resume").glob("*"))  # gone once trained
 
 
 def assert_same_tables(board: Path, reference: Path) -> None:

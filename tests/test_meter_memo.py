@@ -5,39 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import tiny_cnn
-from torch import nn
+from method_cases import COMPOSITIONS, model_for, train_case
 
 from bench.api import Budget, Modifier, ThreatModel, TrainContext
-from bench.archs.preact_resnet import PreActResNet
 from bench.attacks import perturb
 from bench.engine import train
 from bench.measures import FlopMeter, MeterMismatchError
 from bench.plugins import compose
-
-PGD = {"steps": 2}
-ACCEL = {"n": 1, "val_points": 50, "val_steps": 2}
-# Every base, every modifier, and the compositions the fashion-mnist grid runs. The
-# budget (3 epochs of 3 batches, the last one short) makes CAPER prune mid-run, AccelAT
-# fire, ADMM switch from its penalty phase to masked retraining, and EWS's controller
-# (interval 2) step on some batches and not on others.
-COMPOSITIONS = {
-    "erm": {},
-    "pgd_at": {"pgd_at": PGD},
-    "fast_at": {},
-    "free_at": {"free_at": {"replays": 2}},
-    "trades": {"trades": PGD},
-    "erm+dropout": {},
-    "erm+caper": {"caper": {"tau": 1}},
-    "erm+random_subset": {"random_subset": {"tau": 1}},
-    "pgd_at+caper+accelat": {"pgd_at": PGD, "caper": {"tau": 1}, "accelat": ACCEL},
-    "free_at+accelat": {"free_at": {"replays": 2}, "accelat": ACCEL},
-    "pgd_at+admm_prune": {"pgd_at": PGD, "admm_prune": {"keep": 0.5, "updates": 2,
-                                                         "admm_fraction": 0.5}},
-    "pgd_at+ews": {"pgd_at": PGD, "ews": {"interval": 2}},
-    "trades+ews": {"trades": PGD, "ews": {"interval": 2}},
-    "pgd_at+ews_random": {"pgd_at": PGD},
-    "pgd_at+ews_l1": {"pgd_at": PGD},
-}
 
 
 @pytest.fixture(autouse=True)
@@ -48,36 +22,20 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def model_for(name: str) -> nn.Module:
-    torch.manual_seed(0)
-    if "ews" in name:  # EWS needs residual blocks
-        return PreActResNet((1, 1), (8, 16), 8, in_channels=1, num_classes=10)
-    return tiny_cnn()
-
-
-def train_with(name: str, config: dict, digits_tensors, meter: FlopMeter):
-    x, y, _, _ = digits_tensors
-    comp = compose(name, config)
-    model = model_for(name)
-    ctx = TrainContext(
-        model=model, train_x=x[:250], train_y=y[:250], val_x=x[250:350], val_y=y[250:350],
-        num_classes=10, budget=Budget(3, 100), threat=ThreatModel("Linf", 0.1),
-        device=torch.device("cpu"), seed=0, generator=torch.Generator().manual_seed(0),
-        attack=perturb, log=lambda **kw: None)
-    return train(comp.base, comp.modifiers, ctx, meter=meter)
+def train_with(name: str, digits_tensors, meter: FlopMeter):
+    return train_case(name, digits_tensors, meter=meter)[0]
 
 
 @pytest.mark.parametrize("name", COMPOSITIONS)
 def test_memoized_total_equals_counting_every_op(name, digits_tensors):
-    config = COMPOSITIONS[name]
     every_op = FlopMeter(memoize=False)
-    exact = train_with(name, config, digits_tensors, every_op).train_flops
+    exact = train_with(name, digits_tensors, every_op).train_flops
     # audit_every=1 recounts every step and compares it with its key's first: a
     # declaration that missed something the cost depends on raises here.
     audited = FlopMeter(audit_every=1)
-    assert train_with(name, config, digits_tensors, audited).train_flops == exact
+    assert train_with(name, digits_tensors, audited).train_flops == exact
     memo = FlopMeter()
-    assert train_with(name, config, digits_tensors, memo).train_flops == exact
+    assert train_with(name, digits_tensors, memo).train_flops == exact
     assert exact > 0
     assert every_op.steps_charged == 0
     assert memo.steps_charged > 0, "every built-in method declares its step cost"

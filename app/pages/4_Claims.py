@@ -1,0 +1,82 @@
+"""The source papers' claims (the leaderboard's ``claims.yaml``) against its own numbers:
+one line per claim and metric, verdicts coloured (see ``bench.claims`` for the rules)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# `streamlit run` puts only app/ on sys.path; this lets a plain checkout run without install.
+if (_REPO := str(Path(__file__).resolve().parents[2])) not in sys.path:
+    sys.path.insert(0, _REPO)
+
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from app._data import finished_metrics, select  # noqa: E402
+from bench.claims import check_names, evaluate, load_claims  # noqa: E402
+from bench.spec import SpecError, load_spec  # noqa: E402
+
+COLOURS = {"supported": "#1a7f37", "contradicted": "#cf222e", "not supported": "#cf222e"}
+
+
+def grid_methods(board: Path, runs: pd.DataFrame) -> list[str]:
+    """The grid's method labels, or (no readable grid.yaml) those with results."""
+    try:
+        return [m.display for m in load_spec(board).methods]
+    except SpecError:
+        return sorted(runs["method"].unique())
+
+
+def styled(table: pd.DataFrame):
+    def colour(value: str) -> str:
+        return f"color: {COLOURS[value]}; font-weight: bold" if value in COLOURS else ""
+
+    return table.style.map(colour, subset=["verdict", "claim verdict"])
+
+
+def main() -> None:
+    st.set_page_config(page_title="PERBench claims", layout="wide")
+    st.title("Paper claims against this leaderboard")
+    sel = select(by_arch=False)
+    if sel is None:
+        return
+    metrics = finished_metrics(sel)  # says why when nothing finished
+    if metrics.empty:
+        return
+    path = sel.board / "claims.yaml"
+    if not path.exists():
+        st.info(f"**{sel.board.name}** has no claims.yaml. A claims file names a baseline, a "
+                "method and the direction the paper expects per metric; see "
+                "leaderboards/fashion-mnist/claims.yaml for the format.")
+        return
+    try:
+        claims = load_claims(path)
+        check_names(claims, metrics, grid_methods(sel.board, sel.data["runs"]), path)
+    except SpecError as exc:
+        st.error(str(exc))
+        return
+    result = evaluate(claims, metrics)
+    overall = result.drop_duplicates("claim_id")["claim_verdict"].value_counts()
+    for column, verdict in zip(st.columns(3), ("supported", "not supported", "inconclusive")):
+        column.metric(f"claims {verdict}", int(overall.get(verdict, 0)))
+    table = pd.DataFrame({
+        "paper": result["paper"],
+        "claim": result["claim"],
+        "method vs baseline": result["method"] + " vs " + result["baseline"],
+        "arch": result["arch"].fillna(""),
+        "metric (expected)": result["metric"] + " (" + result["expect"] + ")",
+        "baseline": result["baseline_value"],
+        "method (Δ)": result["method_value"],
+        "seeds": result["seeds"],
+        "verdict": result["verdict"],
+        "claim verdict": result["claim_verdict"],
+    })
+    st.dataframe(styled(table), hide_index=True)
+    st.caption("Mean ± std over seeds; Δ in points for accuracies, relative for costs. "
+               "supported / contradicted: the difference is beyond the seed-to-seed spread "
+               "(sum of the two stds) in / against the expected direction ('keep': within "
+               "the claim's tolerance, 1 point by default); within noise: it is not; one "
+               "seed: no spread to judge by. Source: " + str(path.name))
+
+
+main()
