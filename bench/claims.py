@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import Literal
 
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bench.compare import compare, format_value, is_percent, lower_is_better
-from bench.spec import SpecError, _validation_message
+from bench.spec import SpecError, _validation_message, read_board_yaml
 
 Expectation = Literal["higher", "lower", "keep"]
 VERDICTS = ("supported", "contradicted", "within noise", "one seed", "no results")
@@ -57,15 +56,7 @@ class ClaimsFile(BaseModel):
 
 def load_claims(path: str | Path) -> list[Claim]:
     """Read and validate a claims file (or a leaderboard folder holding ``claims.yaml``)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "claims.yaml"
-    if not path.exists():
-        raise SpecError(f"{path}: no such claims file (expected leaderboards/<name>/claims.yaml)")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    path, raw = read_board_yaml(path, "claims.yaml", ClaimsFile, "claims file")
     try:
         return ClaimsFile.model_validate(raw).claims
     except ValidationError as exc:

@@ -265,20 +265,28 @@ def results_location(board: str | Path, spec: GridSpec | None = None) -> Path | 
     return (board / str(value)).resolve()
 
 
-def load_spec(path: str | Path) -> GridSpec:
-    """Read and validate a grid file (or a leaderboard folder holding ``grid.yaml``)."""
+def read_board_yaml(path: str | Path, filename: str, model: type[BaseModel],
+                    what: str) -> tuple[Path, dict]:
+    """A leaderboard's YAML file (``path`` is the file or the folder holding ``filename``)
+    as a mapping; a missing file, bad YAML or a non-mapping is a SpecError saying so."""
     path = Path(path)
     if path.is_dir():
-        path = path / "grid.yaml"
+        path = path / filename
     if not path.exists():
-        raise SpecError(f"{path}: no such grid file (expected leaderboards/<name>/grid.yaml)")
+        raise SpecError(f"{path}: no such {what} (expected leaderboards/<name>/{filename})")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: top level must be a mapping of keys "
-                        f"({', '.join(GridSpec.model_fields)})")
+                        f"({', '.join(model.model_fields)})")
+    return path, raw
+
+
+def load_spec(path: str | Path) -> GridSpec:
+    """Read and validate a grid file (or a leaderboard folder holding ``grid.yaml``)."""
+    path, raw = read_board_yaml(path, "grid.yaml", GridSpec, "grid file")
     raw.setdefault("name", path.parent.name)
     try:
         spec = GridSpec(**raw)

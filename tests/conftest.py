@@ -67,3 +67,12 @@ def trained_digits_model(digits_tensors):
             loss.backward()
             opt.step()
     return model.eval()
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (bit-exact comparisons), restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -13,13 +13,7 @@ from bench.engine import train
 from bench.measures import FlopMeter, MeterMismatchError
 from bench.plugins import compose
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def train_with(name: str, digits_tensors, meter: FlopMeter):

@@ -14,13 +14,7 @@ from bench.api import Modifier
 from bench.engine import ResumeError, train
 from bench.plugins import compose
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def serialized(state: dict) -> dict:
