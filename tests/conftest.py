@@ -71,7 +71,8 @@ def trained_digits_model(digits_tensors):
 
 @pytest.fixture
 def one_thread():
-    """One torch thread for the test (bit-exact comparisons), restored after."""
+    """One torch thread for the test, restored after: bit-exact comparisons, and small nets
+    that lose ~50x to intra-op threads when the cores are shared with other work."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

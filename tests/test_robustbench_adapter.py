@@ -77,16 +77,6 @@ def no_network(monkeypatch):
 
 
 @pytest.fixture
-def one_thread():
-    # a 78k-parameter net on 8 images gains nothing from intra-op threads, and loses
-    # ~50x to them when the cores are shared with other work
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
 def aa_logger():
     """pyautoattack's shared logger, restored after a test points it at a file."""
     logger = logging.getLogger("auto-attack")
