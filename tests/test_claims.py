@@ -3,6 +3,7 @@ cases, and ``perbench claims`` on the tiny fixture grid (including its bad-input
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -121,3 +122,16 @@ def test_cli_on_the_fixture_grid(finished, tmp_path):
     assert proc.returncode == 2 and "unknown metric 'robustness'; metrics: clean_acc" in proc.stderr
     proc = perbench("claims", str(board), "--file", str(tmp_path / "none.yaml"))
     assert proc.returncode == 2 and "none.yaml: no such claims file" in proc.stderr
+
+
+def test_fashion_mnist_claims_name_the_grids_methods_and_metrics():
+    from bench.claims import check_names
+    from bench.compare import per_run_metrics
+    from bench.spec import load_spec
+    from bench.store import TABLES, empty_table
+
+    board = Path(__file__).resolve().parent.parent / "leaderboards" / "fashion-mnist"
+    claims = load_claims(board)
+    assert {c.paper for c in claims} == {"CAPER", "EWS", "AccelAT", "ADMM pruning"}
+    metrics = per_run_metrics({t: empty_table(t) for t in TABLES})
+    check_names(claims, metrics, [m.display for m in load_spec(board).methods], board)
