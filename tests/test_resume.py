@@ -10,7 +10,7 @@ import pytest
 import torch
 from method_cases import COMPOSITIONS, context, train_case
 
-from bench.api import Modifier
+from bench.api import Execution, Modifier
 from bench.engine import ResumeError, train
 from bench.plugins import compose
 
@@ -130,3 +130,22 @@ def test_runner_ignores_snapshots_it_cannot_use(tmp_path, digits_tensors, caplog
     torch.save({**snapshots[0], "cell_key": "abc"}, path)
     assert read_snapshot(path, "abc")["epoch"] == 0
     assert read_snapshot(path, "another cell") is None
+
+
+@pytest.mark.parametrize("execution", [Execution(channels_last=True), Execution(precision="bf16")],
+                         ids=["channels_last", "bf16"])
+def test_resume_under_execution_options(execution, digits_tensors):
+    """NHWC weights and bf16 autocast: the snapshot restores into the layout the loop set."""
+    def ctx():
+        c = context("pgd_at+ews", digits_tensors)
+        c.execution = execution
+        return c
+
+    snapshots = []
+    ref = train_case("pgd_at+ews", digits_tensors, ctx(),
+                     snapshot=lambda s: snapshots.append(serialized(s)))
+    got = train_case("pgd_at+ews", digits_tensors, ctx(), resume=snapshots[0])
+    assert_same_run(got, ref)
+    if execution.channels_last:
+        conv = next(m for m in got[1].model.modules() if isinstance(m, torch.nn.Conv2d))
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last)
