@@ -144,6 +144,7 @@ def test_workers_write_results_to_a_filesystem_uri(tmp_path, sequential):
     assert marker.exists() and "failed 0" in proc.stdout
     assert not (board / "results").exists()
     assert len(list((shared / "checkpoints").glob("*.pt"))) == 2
+    assert not list((shared / "resume").glob("*"))  # per-epoch snapshots: gone when done
     assert_same_tables(board, sequential)
     shown = perbench("show", str(board), "--format", "csv")
     assert shown.returncode == 0, shown.stderr
@@ -169,6 +170,9 @@ def test_an_in_memory_filesystem_holds_a_whole_grid(tmp_path, sequential):
     try:
         report = run_local(spec, results_location(board, spec), show_progress=False)
         assert report.failed == [] and report.trained == 2
+        root = uri.removeprefix("memory://")
+        assert fsspec.filesystem("memory").glob(f"{root}/checkpoints/*.pt")
+        assert not fsspec.filesystem("memory").glob(f"{root}/resume/*")  # removed when done
         assert_same_tables(board, sequential)
         again = run_local(spec, uri, show_progress=False)
         assert again.did_work == 0 and again.skipped == report.did_work
