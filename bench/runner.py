@@ -95,7 +95,7 @@ def run_train_cell(cell: TrainCell, results: Path, device: torch.device | None =
         resume = read_snapshot(snap_path, cell.key)
 
         def save_snapshot(state: dict) -> None:
-            state["cell_key"] = cell.key
+            state["cell_key"], state["versions"] = cell.key, versions_json()
             store.atomic_write_bytes(snap_path, lambda f: torch.save(state, f))
 
         try:
@@ -152,6 +152,16 @@ def read_snapshot(path, cell_key: str) -> dict | None:
         return None
     if snap.get("cell_key") != cell_key or snap.get("format") != SNAPSHOT_FORMAT:
         log.warning("ignoring resume snapshot %s: written for another cell or format", path)
+        return None
+    # Libraries change the numbers (kernels, defaults): a run must not straddle two torch
+    # versions. PERBench's own commit may differ (a docs fix between sessions); the run
+    # row records the commit that finished it.
+    then, now_ = json.loads(snap.get("versions") or "{}"), json.loads(versions_json())
+    changed = sorted(k for k in set(then) | set(now_)
+                     if k != "perbench_git" and then.get(k) != now_.get(k))
+    if changed:
+        log.warning("ignoring resume snapshot %s: written with other versions of %s; "
+                    "training from epoch 0", path, ", ".join(changed))
         return None
     return snap
 

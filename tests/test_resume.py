@@ -4,6 +4,7 @@ for every built-in base, modifier and grid composition."""
 from __future__ import annotations
 
 import io
+import json
 import math
 
 import pytest
@@ -117,6 +118,7 @@ def test_resumed_seconds_continue_from_the_snapshot(digits_tensors):
 
 
 def test_runner_ignores_snapshots_it_cannot_use(tmp_path, digits_tensors, caplog):
+    from bench.provenance import versions_json
     from bench.runner import read_snapshot
 
     path = tmp_path / "resume" / "abc.pt"
@@ -127,9 +129,18 @@ def test_runner_ignores_snapshots_it_cannot_use(tmp_path, digits_tensors, caplog
     assert "unreadable resume snapshot" in caplog.text
     snapshots = []
     train_case("erm", digits_tensors, snapshot=snapshots.append)
-    torch.save({**snapshots[0], "cell_key": "abc"}, path)
+    good = {**snapshots[0], "cell_key": "abc", "versions": versions_json()}
+    torch.save(good, path)
     assert read_snapshot(path, "abc")["epoch"] == 0
     assert read_snapshot(path, "another cell") is None
+    # Another torch: the numbers may differ, so the run starts over; another commit of
+    # PERBench alone does not stop a resume.
+    versions = json.loads(versions_json())
+    torch.save({**good, "versions": json.dumps({**versions, "torch": "1.0"})}, path)
+    assert read_snapshot(path, "abc") is None
+    assert "other versions of torch" in caplog.text
+    torch.save({**good, "versions": json.dumps({**versions, "perbench_git": "0" * 40})}, path)
+    assert read_snapshot(path, "abc")["epoch"] == 0
 
 
 @pytest.mark.parametrize("execution", [Execution(channels_last=True), Execution(precision="bf16")],
