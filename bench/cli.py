@@ -53,6 +53,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     board = _leaderboard_dir(args.leaderboard)
     spec = load_spec(board / "grid.yaml")
     results = _results(board, spec)
+    if args.plan:
+        from bench.cells import expand
+        from bench.executor import pending
+        from bench.plan import make_plan
+        from bench.plan import render as render_plan
+
+        grid = expand(spec)
+        todo = pending(grid, results, args.retry_failed)
+        print(render_plan(make_plan(grid, todo, results), spec.name))
+        return 0
     start = time.perf_counter()
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1, not {args.workers}")
@@ -358,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("leaderboard", help="leaderboards/<name> (holding grid.yaml)")
     run.add_argument("--retry-failed", action="store_true", help="run failed cells again")
     run.add_argument("--quiet", action="store_true", help="no progress bars or final table")
+    run.add_argument("--plan", action="store_true",
+                     help="run nothing: list the cells still to run, with times estimated "
+                          "from this grid's finished cells")
     run.add_argument("--executor", choices=["local", "ray"], default="local",
                      help="local (default) or ray: cells as tasks on a Ray cluster")
     run.add_argument("--address", help="Ray cluster address: auto (the cluster this machine "
