@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 from streamlit.testing.v1 import AppTest
+from test_leaderboard import run_row, write_results
 
 from app._data import ENV_VAR
 from bench import store
-from test_leaderboard import run_row, write_results
 
 APP = Path(__file__).resolve().parent.parent / "app"
 LEADERBOARD, TRADEOFFS, METHOD, COMPARE, CLAIMS = (
