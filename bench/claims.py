@@ -160,20 +160,28 @@ def _sides(row: pd.Series | None, metric: str) -> dict:
 
 
 def render(result: pd.DataFrame, fmt: str = "table") -> str:
-    """The claims as a table (or markdown, to paste into notes): one line per metric; a
-    claim's words, its two methods and its overall verdict on its first line."""
+    """The claims as a table, one line per metric: a claim's paper, words, two methods and
+    overall verdict on its first line. ``markdown`` folds them into one column (to paste
+    into notes and papers: the plain table is wide)."""
     from tabulate import tabulate
 
-    headers = ["paper", "claim", "arch", "metric (expected)", "baseline", "method",
-               "seeds", "verdict"]
     table = []
     for _, group in result.groupby("claim_id", sort=True):
         for k, (_, r) in enumerate(group.iterrows()):
-            claim = (f"{r['claim']} ({r['method']} vs {r['baseline']}): "
-                     f"{r['claim_verdict'].upper()}")
-            table.append([r["paper"] if k == 0 else "", claim if k == 0 else "",
-                          r["arch"] if isinstance(r["arch"], str) else "",
-                          f"{r['metric']} ({r['expect']})",
-                          r["baseline_value"], r["method_value"], r["seeds"], r["verdict"]])
-    return tabulate(table, headers=headers, tablefmt="github" if fmt == "markdown" else "simple",
-                    disable_numparse=True)
+            arch = r["arch"] if isinstance(r["arch"], str) else ""
+            metric = f"{r['metric']} ({r['expect']})"
+            values = [r["baseline_value"], r["method_value"], r["seeds"], r["verdict"]]
+            if fmt == "markdown":
+                claim = (f"**{r['paper']}**: {r['claim']} (`{r['method']}` vs "
+                         f"`{r['baseline']}`) → **{r['claim_verdict']}**")
+                table.append([claim if k == 0 else "", arch, metric, *values])
+            else:
+                claim = (f"{r['claim']} ({r['method']} vs {r['baseline']}): "
+                         f"{r['claim_verdict'].upper()}")
+                table.append([r["paper"] if k == 0 else "", claim if k == 0 else "", arch,
+                              metric, *values])
+    tail = ["metric (expected)", "baseline", "method", "seeds", "verdict"]
+    if fmt == "markdown":
+        return tabulate(table, headers=["claim", "arch", *tail], tablefmt="github",
+                        disable_numparse=True)
+    return tabulate(table, headers=["paper", "claim", "arch", *tail], disable_numparse=True)

@@ -104,6 +104,10 @@ def test_cli_on_the_fixture_grid(finished, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "FGSM training resists FGSM (fast_at vs erm): INCONCLUSIVE" in proc.stdout
     assert proc.stdout.count("one seed") == 2  # the fixture grid has seed 0 only
+    md = perbench("claims", str(board), "--format", "markdown")
+    assert md.returncode == 0, md.stderr
+    assert ("| **Wong et al. 2020**: FGSM training resists FGSM (`fast_at` vs `erm`) → "
+            "**inconclusive** | small_cnn | robust_fgsm (higher) |") in md.stdout
     csv = perbench("claims", str(board), "--format", "csv")
     frame = pd.read_csv(pd.io.common.StringIO(csv.stdout))
     assert list(frame["verdict"]) == ["one seed", "one seed"]
