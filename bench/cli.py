@@ -519,6 +519,11 @@ def main(argv: list[str] | None = None) -> int:
         print("perbench: interrupted; finished cells are saved, run the same command to resume",
               file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `perbench show … | head`: the reader has what it wanted. Point stdout at devnull
+        # so the interpreter's final flush does not raise again (Python docs, SIGPIPE).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -139,3 +139,23 @@ def test_fashion_mnist_claims_name_the_grids_methods_and_metrics():
     assert {c.paper for c in claims} == {"CAPER", "EWS", "AccelAT", "ADMM pruning"}
     metrics = per_run_metrics({t: empty_table(t) for t in TABLES})
     check_names(claims, metrics, [m.display for m in load_spec(board).methods], board)
+
+
+def test_output_cut_short_by_a_pipe_is_not_an_error(finished, tmp_path):
+    """`perbench claims … | head`: the reader closes the pipe early; exit 0, no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    board = tmp_path / "tiny"
+    shutil.copytree(finished, board)
+    claims = yaml.safe_load((board / "claims.yaml").read_text())
+    (board / "claims.yaml").write_text(yaml.safe_dump({"claims": claims["claims"] * 500}))
+    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "claims", str(board)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ})
+    assert proc.stdout.readline().startswith(b"tiny:")
+    proc.stdout.close()  # more than a pipe's buffer is still to come
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err
