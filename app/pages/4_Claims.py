@@ -59,19 +59,21 @@ def main() -> None:
     overall = result.drop_duplicates("claim_id")["claim_verdict"].value_counts()
     for column, verdict in zip(st.columns(3), ("supported", "not supported", "inconclusive")):
         column.metric(f"claims {verdict}", int(overall.get(verdict, 0)))
+    # Verdicts first: the table is wide, and they are what a reader looks for.
     table = pd.DataFrame({
         "paper": result["paper"],
         "claim": result["claim"],
-        "method vs baseline": result["method"] + " vs " + result["baseline"],
-        "arch": result["arch"].fillna(""),
+        "claim verdict": result["claim_verdict"],
         "metric (expected)": result["metric"] + " (" + result["expect"] + ")",
+        "verdict": result["verdict"],
         "baseline": result["baseline_value"],
         "method (Δ)": result["method_value"],
         "seeds": result["seeds"],
-        "verdict": result["verdict"],
-        "claim verdict": result["claim_verdict"],
+        "method vs baseline": result["method"] + " vs " + result["baseline"],
+        "arch": result["arch"].fillna(""),
     })
-    st.dataframe(styled(table), hide_index=True)
+    st.dataframe(styled(table), hide_index=True, height=35 * (len(table) + 1) + 3,
+                 column_config={"claim": st.column_config.TextColumn(width="large")})
     st.caption("Mean ± std over seeds; Δ in points for accuracies, relative for costs. "
                "supported / contradicted: the difference is beyond the seed-to-seed spread "
                "(sum of the two stds) in / against the expected direction ('keep': within "
