@@ -31,7 +31,6 @@ from bench.compare import compare, format_value, is_percent, lower_is_better
 from bench.spec import SpecError, _validation_message, read_board_yaml
 
 Expectation = Literal["higher", "lower", "keep"]
-VERDICTS = ("supported", "contradicted", "within noise", "one seed", "no results")
 
 
 class Claim(BaseModel):
@@ -64,8 +63,9 @@ def load_claims(path: str | Path) -> list[Claim]:
 
 
 def check_names(claims: list[Claim], metrics: pd.DataFrame, methods: list[str],
-                where: Path | str) -> None:
-    """Every method label is in the grid and every metric is one the leaderboard can have."""
+                where: Path | str, archs: list[str] | None = None) -> None:
+    """Every method label (and arch, when ``archs`` is given) is in the grid and every
+    metric is one the leaderboard can have."""
     known = [c for c in metrics.columns if c not in ("run_id", "dataset", "arch", "method",
                                                        "seed", "params")]
     for i, claim in enumerate(claims):
@@ -74,6 +74,10 @@ def check_names(claims: list[Claim], metrics: pd.DataFrame, methods: list[str],
             if label not in methods:
                 raise SpecError(f"{where}: claims[{i}].{key}: unknown method {label!r}; the "
                                 f"grid's methods: {', '.join(methods)}")
+        unknown = [a for a in claim.archs or () if archs is not None and a not in archs]
+        if unknown:
+            raise SpecError(f"{where}: claims[{i}].archs: unknown arch {unknown[0]!r}; the "
+                            f"grid's archs: {', '.join(archs)}")
         for metric in claim.expect:
             if metric not in known and not _may_appear(metric):
                 raise SpecError(f"{where}: claims[{i}].expect: unknown metric {metric!r}; "

@@ -147,7 +147,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
     results = _results(board, spec)
     metrics = per_run_metrics(load_tables(results), norm=args.norm, eps=args.eps,
                               mce_reference=mce_reference(results, board))
-    check_names(claims, metrics, [m.display for m in spec.methods], path)
+    check_names(claims, metrics, [m.display for m in spec.methods], path, spec.archs)
     result = evaluate(claims, metrics)
     if args.format == "csv":
         print(result.to_csv(index=False), end="")

@@ -124,6 +124,12 @@ def test_cli_on_the_fixture_grid(finished, tmp_path):
     (board / "claims.yaml").write_text(yaml.safe_dump(claims))
     proc = perbench("claims", str(board))
     assert proc.returncode == 2 and "unknown metric 'robustness'; metrics: clean_acc" in proc.stderr
+    claims["claims"][0]["expect"] = {"clean_acc": "keep"}
+    claims["claims"][0]["archs"] = ["small_cn"]
+    (board / "claims.yaml").write_text(yaml.safe_dump(claims))
+    proc = perbench("claims", str(board))
+    assert proc.returncode == 2
+    assert "claims[0].archs: unknown arch 'small_cn'; the grid's archs: small_cnn" in proc.stderr
     proc = perbench("claims", str(board), "--file", str(tmp_path / "none.yaml"))
     assert proc.returncode == 2 and "none.yaml: no such claims file" in proc.stderr
 
@@ -138,7 +144,8 @@ def test_fashion_mnist_claims_name_the_grids_methods_and_metrics():
     claims = load_claims(board)
     assert {c.paper for c in claims} == {"CAPER", "EWS", "AccelAT", "ADMM pruning"}
     metrics = per_run_metrics({t: empty_table(t) for t in TABLES})
-    check_names(claims, metrics, [m.display for m in load_spec(board).methods], board)
+    spec = load_spec(board)
+    check_names(claims, metrics, [m.display for m in spec.methods], board, spec.archs)
 
 
 def test_output_cut_short_by_a_pipe_is_not_an_error(finished, tmp_path):

@@ -19,12 +19,13 @@ from bench.spec import SpecError, load_spec  # noqa: E402
 COLOURS = {"supported": "#1a7f37", "contradicted": "#cf222e", "not supported": "#cf222e"}
 
 
-def grid_methods(board: Path, runs: pd.DataFrame) -> list[str]:
-    """The grid's method labels, or (no readable grid.yaml) those with results."""
+def grid_names(board: Path, runs: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """The grid's method labels and archs, or (no readable grid.yaml) those with results."""
     try:
-        return [m.display for m in load_spec(board).methods]
+        spec = load_spec(board)
+        return [m.display for m in spec.methods], list(spec.archs)
     except SpecError:
-        return sorted(runs["method"].unique())
+        return sorted(runs["method"].unique()), sorted(runs["arch"].unique())
 
 
 def styled(table: pd.DataFrame):
@@ -51,7 +52,8 @@ def main() -> None:
         return
     try:
         claims = load_claims(path)
-        check_names(claims, metrics, grid_methods(sel.board, sel.data["runs"]), path)
+        methods, archs = grid_names(sel.board, sel.data["runs"])
+        check_names(claims, metrics, methods, path, archs)
     except SpecError as exc:
         st.error(str(exc))
         return
