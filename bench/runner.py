@@ -156,7 +156,11 @@ def read_snapshot(path, cell_key: str) -> dict | None:
     # Libraries change the numbers (kernels, defaults): a run must not straddle two torch
     # versions. PERBench's own commit may differ (a docs fix between sessions); the run
     # row records the commit that finished it.
-    then, now_ = json.loads(snap.get("versions") or "{}"), json.loads(versions_json())
+    if not snap.get("versions"):
+        log.warning("ignoring resume snapshot %s: it records no library versions (written "
+                    "before snapshots recorded them); training from epoch 0", path)
+        return None
+    then, now_ = json.loads(snap["versions"]), json.loads(versions_json())
     changed = sorted(k for k in set(then) | set(now_)
                      if k != "perbench_git" and then.get(k) != now_.get(k))
     if changed:

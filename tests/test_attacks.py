@@ -261,6 +261,31 @@ def test_perturb_counts_flops_and_leaves_weights_alone(trained_digits_model, poi
     assert x_adv.min() >= 0 and x_adv.max() <= 1
 
 
+def test_training_attack_runs_with_weights_frozen_and_restores_them(trained_digits_model, points):
+    """A compiled model's backward computes every gradient its inputs require, so the
+    attack freezes the weights it does not differentiate; the flags come back afterwards,
+    also when the attack raises, and a weight frozen before stays frozen."""
+    model = copy.deepcopy(trained_digits_model).train()
+    frozen_before = next(model.parameters())
+    frozen_before.requires_grad_(False)
+    seen = []
+    hook = model.register_forward_pre_hook(
+        lambda m, _inp: seen.append(any(p.requires_grad for p in m.parameters())))
+    x, y = points[0][:16], points[1][:16]
+    flags = [p.requires_grad for p in model.parameters()]
+    perturb(model, x, y, eps=0.1, alpha=0.02, steps=2, generator=torch.Generator().manual_seed(0))
+    assert seen == [False, False]
+    assert [p.requires_grad for p in model.parameters()] == flags and not frozen_before.requires_grad
+
+    def failing_loss(logits, _y):
+        raise RuntimeError("loss failed")
+
+    with pytest.raises(RuntimeError, match="loss failed"):
+        perturb(model, x, y, eps=0.1, steps=2, loss_fn=failing_loss)
+    assert [p.requires_grad for p in model.parameters()] == flags
+    hook.remove()
+
+
 def test_perturb_is_seeded_and_accepts_a_label_free_loss(trained_digits_model, points):
     model = trained_digits_model
     x, y = points[0][:64], points[1][:64]

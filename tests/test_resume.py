@@ -141,6 +141,10 @@ def test_runner_ignores_snapshots_it_cannot_use(tmp_path, digits_tensors, caplog
     assert "other versions of torch" in caplog.text
     torch.save({**good, "versions": json.dumps({**versions, "perbench_git": "0" * 40})}, path)
     assert read_snapshot(path, "abc")["epoch"] == 0
+    # A snapshot that records no versions cannot show it was written under these.
+    torch.save({k: v for k, v in good.items() if k != "versions"}, path)
+    assert read_snapshot(path, "abc") is None
+    assert "records no library versions" in caplog.text
 
 
 @pytest.mark.parametrize("execution", [Execution(channels_last=True), Execution(precision="bf16")],

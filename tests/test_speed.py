@@ -103,6 +103,15 @@ def test_quickstart_samples_are_classified_by_stack():
     total, by_class = shares(f"{compute} 6\n{backward} 2\n{store_write} 1\n{imports} 1\n")
     assert total == 10
     assert by_class == {"model compute": 0.8, "results store": 0.1, "imports": 0.1}
+    # Every pyautoattack stack passes through our wrapper: the library's own code is the
+    # attack's algorithm, our wrapper's and our attacks' code is the harness's.
+    wrapper = "evaluate (bench/attacks/evaluate.py:90);run (bench/attacks/autoattack.py:70)"
+    library = f"{wrapper};attack_single_run (pyautoattack/square.py:246)"
+    in_model = f"{library};_call_impl (torch/nn/modules/module.py:1786)"
+    ours = "ascend (bench/attacks/ascent.py:123)"
+    assert classify(library) == "attack library (pyautoattack, outside the model)"
+    assert classify(in_model) == "model compute"
+    assert classify(wrapper) == classify(ours) == "attacks (our code, outside the model)"
 
 
 def test_synthetic_subject_trains_bf16_channels_last_against_a_bf16_roof():

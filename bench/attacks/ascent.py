@@ -8,7 +8,8 @@ FlopCounterMode raises on ``autograd.grad`` w.r.t. a leaf fed straight into a mo
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 import torch
@@ -92,6 +93,24 @@ def input_diversity(x: torch.Tensor, generator: torch.Generator | None, *, resiz
     return F.pad(small, (left, w - new_w - left, top, h - new_h - top))
 
 
+@contextmanager
+def _input_gradient_only(model: nn.Module) -> Iterator[None]:
+    """Parameters stop requiring grad while the attack runs (training attacks run with
+    them on). Eager autograd already skips weight gradients that ``autograd.grad`` w.r.t.
+    delta does not ask for, but a torch.compile'd model's backward graph computes every
+    gradient its inputs require: without this, each compiled attack step also paid for the
+    weight gradients it throws away. Compile specialises on the flag, so the attack and
+    the training step each get their own graph."""
+    flags = [(p, p.requires_grad) for p in model.parameters() if p.requires_grad]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
 def ascend(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: Norm, eps: float,
            alpha: float, steps: int, random_start: RandomStart, loss_fn: LossFn,
            generator: torch.Generator | None = None, momentum: float = 0.0,
@@ -104,34 +123,35 @@ def ascend(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: Norm, ep
     """
     if stop_when_fooled and transform is not None:
         raise ValueError("stop_when_fooled needs the logits of x_adv itself; drop the transform")
-    x, y = x.detach(), y.detach()
-    delta = random_delta(x, norm, eps, random_start, generator).requires_grad_(True)
-    velocity = torch.zeros_like(x) if momentum else None
-    out = x.clone() if stop_when_fooled else None
-    active = torch.arange(x.shape[0], device=x.device) if stop_when_fooled else None
-    for _ in range(steps):
-        with torch.enable_grad():
-            inputs = x + delta
-            logits = model(inputs if transform is None else transform(inputs, generator))
-            (grad,) = torch.autograd.grad(loss_fn(logits, y), delta)
-        with torch.no_grad():
-            if stop_when_fooled:
-                fooled = logits.argmax(dim=1) != y
-                if fooled.any():
-                    out[active[fooled]] = inputs[fooled].clamp(0.0, 1.0)
-                    keep = ~fooled
-                    active, x, y, grad = active[keep], x[keep], y[keep], grad[keep]
-                    delta = delta[keep].detach().requires_grad_(True)
-                    velocity = velocity[keep] if velocity is not None else None
-                    if active.numel() == 0:
-                        return out
-            if velocity is not None:  # MI-FGSM: accumulate L1-normalised gradients
-                grad = velocity.mul_(momentum).add_(
-                    grad / _per_point(grad.abs().flatten(1).sum(1).clamp_min(1e-12), grad))
-            delta.add_(step_direction(grad, norm), alpha=alpha)
-            project_(delta, x, norm, eps)
-    x_adv = (x + delta.detach()).clamp_(0.0, 1.0)
-    if out is None:
-        return x_adv
-    out[active] = x_adv
-    return out
+    with _input_gradient_only(model):
+        x, y = x.detach(), y.detach()
+        delta = random_delta(x, norm, eps, random_start, generator).requires_grad_(True)
+        velocity = torch.zeros_like(x) if momentum else None
+        out = x.clone() if stop_when_fooled else None
+        active = torch.arange(x.shape[0], device=x.device) if stop_when_fooled else None
+        for _ in range(steps):
+            with torch.enable_grad():
+                inputs = x + delta
+                logits = model(inputs if transform is None else transform(inputs, generator))
+                (grad,) = torch.autograd.grad(loss_fn(logits, y), delta)
+            with torch.no_grad():
+                if stop_when_fooled:
+                    fooled = logits.argmax(dim=1) != y
+                    if fooled.any():
+                        out[active[fooled]] = inputs[fooled].clamp(0.0, 1.0)
+                        keep = ~fooled
+                        active, x, y, grad = active[keep], x[keep], y[keep], grad[keep]
+                        delta = delta[keep].detach().requires_grad_(True)
+                        velocity = velocity[keep] if velocity is not None else None
+                        if active.numel() == 0:
+                            return out
+                if velocity is not None:  # MI-FGSM: accumulate L1-normalised gradients
+                    grad = velocity.mul_(momentum).add_(
+                        grad / _per_point(grad.abs().flatten(1).sum(1).clamp_min(1e-12), grad))
+                delta.add_(step_direction(grad, norm), alpha=alpha)
+                project_(delta, x, norm, eps)
+        x_adv = (x + delta.detach()).clamp_(0.0, 1.0)
+        if out is None:
+            return x_adv
+        out[active] = x_adv
+        return out

@@ -11,7 +11,8 @@ throughput vs a plain DataLoader loop, and as a fraction of a matmul peak timed 
 same rounds, in the training's precision; both sides run the same ``Execution``: fp32 or
 bf16 autocast, NCHW or channels_last, eager or compiled),
 ``meter_overhead`` (FLOP counting's cost), ``autoattack`` (through PERBench vs pyautoattack
-called directly) and ``quickstart`` (wall time and the share spent outside model compute).
+called directly) and ``quickstart`` (wall time, the harness's share of it, and the share spent outside model
+compute).
 On CUDA every time is read from CUDA events.
 """
 from __future__ import annotations

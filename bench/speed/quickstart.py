@@ -2,10 +2,20 @@
 
 The quickstart runs as a user runs it (``perbench run``, a fresh copy of the grid, a new
 process) under py-spy, a sampling profiler that reads the process from outside, so the
-run is not instrumented. Each sample is one Python stack: a sample is *model compute* when
-the stack is inside a module's forward, an autograd backward or an optimizer step;
-everything else (imports, data, attack and corruption bookkeeping, FLOP counting outside
-a forward, parquet writes, latency timing loops) is the harness's share.
+run is not instrumented. Each sample is one Python stack, put in one of three parts:
+
+- *model compute*: the stack is inside a module's forward, an autograd backward or an
+  optimizer step;
+- *attack library*: otherwise inside pyautoattack, the reference AutoAttack that PERBench
+  calls rather than reimplements (FAB's projections, Square's proposals, APGD's step-size
+  bookkeeping). A plain script that runs AutoAttack spends this time too, so it is the
+  attack's own algorithm, not PERBench's overhead;
+- *harness*: everything else (imports, data, our attacks' and corruptions' code, FLOP
+  counting outside a forward, parquet writes, latency timing loops, losses computed in our
+  code).
+
+The figure's ratio is the harness's share (target 5%); the share outside model compute
+(harness plus attack library), which the issue also asks for, is in ``detail``.
 """
 from __future__ import annotations
 
@@ -27,13 +37,15 @@ COMPUTE_MARKERS = (
     "backward (torch/_tensor.py",  # loss.backward()
     "(torch/optim/",  # optimizer steps
 )
-# Where the rest went, by the innermost frame in one of these files (first match wins).
+ATTACK_LIBRARY = "attack library (pyautoattack, outside the model)"
+# Where the rest went (first match wins): the attack library before our own attack code,
+# since every pyautoattack stack also passes through bench/attacks/autoattack.py.
 BUCKETS = (
     ("imports", "_find_and_load ("),
+    (ATTACK_LIBRARY, "pyautoattack/"),
     ("corruptions", "bench/corruptions/"),
     ("latency timing", "bench/latency.py"),
-    ("attacks (outside the model)", "bench/attacks/"),
-    ("autoattack library (outside the model)", "pyautoattack/"),
+    ("attacks (our code, outside the model)", "bench/attacks/"),
     ("results store", "bench/store.py"),
     ("data", "bench/data"),
     ("checks", "bench/checks.py"),
@@ -86,12 +98,15 @@ def quickstart_figure(board: Path | None = None, target: float = 0.05,
         share = None
         if spy and profile.exists():
             samples, by_class = shares(profile.read_text())
-            share = 1.0 - by_class.get("model compute", 0.0)
+            outside = 1.0 - by_class.get("model compute", 0.0)
+            share = outside - by_class.get(ATTACK_LIBRARY, 0.0)
             detail.update(samples=samples, sample_rate_hz=rate,
+                          outside_model_compute=round(outside, 4),
                           shares={k: round(v, 4) for k, v in by_class.items()})
         else:
             detail["note"] = "py-spy not installed: wall time only (pip install py-spy)"
     return Figure("quickstart", wall, "s", ratio=share, target=target if share is not None else None,
                   lower_is_better=True,
-                  ratio_meaning="share of py-spy samples outside model forward/backward/step",
+                  ratio_meaning="harness share: py-spy samples outside model forward/backward/"
+                                "step and outside the pyautoattack library",
                   detail=detail)
