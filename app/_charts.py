@@ -128,12 +128,18 @@ def bar_chart(frame: pd.DataFrame, x: str, y: str, *, title: str, offset: str | 
     return alt.Chart(frame).mark_bar().encode(**encoding)
 
 
-def heatmap(frame: pd.DataFrame, x: str, y: str, value: str) -> alt.Chart:
-    """``value`` (an accuracy) per (``x``, ``y``) cell, with the number written in it."""
-    base = alt.Chart(frame).encode(x=alt.X(f"{x}:O"), y=alt.Y(f"{y}:N"))
+def heatmap(frame: pd.DataFrame, x: str, y: str, value: str,
+            order: list[str] | None = None) -> alt.Chart:
+    """``value`` (an accuracy) per (``x``, ``y``) cell, with the number written in it.
+    ``order``: both axes are names in this order (a square matrix), else x is ordinal."""
+    x_enc = (alt.X(f"{x}:N", sort=order, axis=alt.Axis(labelAngle=-40, labelLimit=260))
+             if order else alt.X(f"{x}:O"))
+    base = alt.Chart(frame).encode(x=x_enc, y=alt.Y(f"{y}:N", sort=order,
+                                                   axis=alt.Axis(labelLimit=260)))
     cells = base.mark_rect().encode(
         color=alt.Color(f"{value}:Q", scale=alt.Scale(scheme="viridis", domain=[0, 1])),
-        tooltip=[f"{y}:N", f"{x}:O", alt.Tooltip(f"{value}:Q", format=".1%")])
+        tooltip=[f"{y}:N", f"{x}:{'N' if order else 'O'}",
+                 alt.Tooltip(f"{value}:Q", format=".1%")])
     text = base.mark_text(baseline="middle", color="white").encode(
         text=alt.Text(f"{value}:Q", format=".0%"))
     return alt.layer(cells, text)

@@ -161,6 +161,41 @@ def cmd_claims(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from bench.spec import load_spec
+    from bench.store import read_table
+    from bench.transfer_view import render, transfer_long
+
+    board = _leaderboard_dir(args.leaderboard)
+    spec = load_spec(board)
+    if spec.transfer is None:
+        raise UsageError(f"{board / 'grid.yaml'}: the grid has no transfer: section, so no "
+                         "transfer matrix (add e.g. transfer: {attack: {name: pgd, norm: Linf, "
+                         "eps: 0.1, steps: 20}})")
+    results = _results(board, spec)
+    runs = read_table(results, "runs")
+    datasets = sorted(runs["dataset"].unique()) if not runs.empty else []
+    if args.dataset is not None and args.dataset not in datasets:
+        raise UsageError(f"--dataset {args.dataset!r}: {board.name} has runs on "
+                         f"{', '.join(datasets) or 'no dataset yet'}")
+    long = transfer_long(read_table(results, "transfer"), runs, args.value, args.dataset)
+    if long.empty:
+        print(f"{board.name}: no transfer results yet; `perbench run {board}` crafts them "
+              "after the runs they need are trained")
+        return 0
+    if args.format == "csv":
+        print(long.to_csv(index=False), end="")
+        return 0
+    for dataset, part in long.groupby("dataset", sort=True):
+        a = part.iloc[0]
+        print(f"{board.name} · {dataset}: target accuracy ({args.value}, %) on {a['attack']} "
+              f"ε={a['eps']:g} examples crafted on each source, {int(part['n_examples'].max())} "
+              "points; the diagonal is the white-box attack. Flag: another source's examples "
+              "fool the target more than its own gradients do (gradient masking).")
+        print(render(part, args.value, args.format))
+    return 0
+
+
 def cmd_robustbench_export(args: argparse.Namespace) -> int:
     import json
 
@@ -433,6 +468,15 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--eps", type=float, help="ε of the robust columns")
     cmp.add_argument("--format", default="table", choices=["table", "csv"])
     cmp.set_defaults(fn=cmd_compare)
+    transfer = sub.add_parser("transfer", help="the transfer matrix: each target's accuracy on "
+                                               "examples crafted on each source")
+    transfer.add_argument("leaderboard")
+    transfer.add_argument("--value", default="acc", choices=["acc", "robust_acc"],
+                          help="acc: target accuracy on the adversarial examples; robust_acc: "
+                               "correct on both the clean point and its adversarial example")
+    transfer.add_argument("--dataset", help="one dataset of the grid (default: each)")
+    transfer.add_argument("--format", default="table", choices=["table", "markdown", "csv"])
+    transfer.set_defaults(fn=cmd_transfer)
     claims = sub.add_parser("claims", help="the source papers' claims checked against the "
                                            "leaderboard's numbers (claims.yaml)")
     claims.add_argument("leaderboard")

@@ -14,10 +14,10 @@ from app._data import ENV_VAR
 from bench import store
 
 APP = Path(__file__).resolve().parent.parent / "app"
-LEADERBOARD, TRADEOFFS, METHOD, COMPARE, CLAIMS = (
+LEADERBOARD, TRADEOFFS, METHOD, COMPARE, CLAIMS, TRANSFER = (
     APP / "Leaderboard.py", APP / "pages" / "1_Trade-offs.py", APP / "pages" / "2_Method.py",
-    APP / "pages" / "3_Compare.py", APP / "pages" / "4_Claims.py")
-PAGES = [LEADERBOARD, TRADEOFFS, METHOD, COMPARE, CLAIMS]
+    APP / "pages" / "3_Compare.py", APP / "pages" / "4_Claims.py", APP / "pages" / "5_Transfer.py")
+PAGES = [LEADERBOARD, TRADEOFFS, METHOD, COMPARE, CLAIMS, TRANSFER]
 
 
 def run_page(monkeypatch, board: Path, page: Path) -> AppTest:
@@ -34,7 +34,8 @@ def charts(at: AppTest) -> list[dict]:
 
 def write_extras(results: Path) -> None:
     """pgd_at+caper (two seeds, clearly more robust), and for pgd_at: corruption, checks
-    (one failed), history, an ε sweep, removed samples and layer sparsity."""
+    (one failed), history, an ε sweep, removed samples and layer sparsity; a transfer
+    matrix of the seed-0 runs in which erm's examples fool pgd_at+caper more than its own."""
     for seed in (0, 1):
         run = run_row("pgd_at+caper", seed, clean_acc=0.93, train_flops=9e12, train_seconds=90.0,
                       infer_flops=2e5, params=5000, nonzero_params=5000)
@@ -71,6 +72,14 @@ def write_extras(results: Path) -> None:
         store.write_cell(results, "layer_sparsity", run_id, [
             {"run_id": run_id, "layer": name, "params": 100, "nonzero": nz}
             for name, nz in (("conv1", 90), ("fc", 20))])
+    acc = {("erm", "erm"): 0.0, ("erm", "pgd_at"): 0.6, ("erm", "pgd_at+caper"): 0.5,
+           ("pgd_at", "erm"): 0.1, ("pgd_at", "pgd_at"): 0.55, ("pgd_at", "pgd_at+caper"): 0.62,
+           ("pgd_at+caper", "erm"): 0.2, ("pgd_at+caper", "pgd_at"): 0.58,
+           ("pgd_at+caper", "pgd_at+caper"): 0.6}
+    store.write_cell(results, "transfer", "seed-0", [
+        {"source_run": f"{s}-s0", "target_run": f"{t}-s0", "eval_id": f"{s}>{t}", "attack": "pgd",
+         "norm": "Linf", "eps": 0.1, "n_examples": 100, "acc": a, "clean_acc": 0.9,
+         "robust_acc": a - 0.02, "source_robust_acc": acc[(s, s)]} for (s, t), a in acc.items()])
 
 
 @pytest.fixture
@@ -220,3 +229,25 @@ def test_claims_page(monkeypatch, full):
          "expect": {"clean_acc": "keep"}}]}))
     at = run_page(monkeypatch, full, CLAIMS)
     assert "unknown method 'pgd_at+capper'" in at.error[0].value
+
+
+def test_transfer_page(monkeypatch, full):
+    at = run_page(monkeypatch, full, TRANSFER)
+    (spec,) = charts(at)
+    y = spec["layer"][0]["encoding"]["y"]
+    # One seed per method in the matrix: labels need no seed, though the runs have two.
+    assert y["field"] == "source" and y["sort"] == ["erm · small_cnn", "pgd_at · small_cnn",
+                                                    "pgd_at+caper · small_cnn"]
+    (warning,) = at.warning
+    assert "gradient masking" in warning.value and warning.value.endswith("pgd_at+caper · small_cnn")
+    summary = at.dataframe[0].value.set_index("target")
+    assert summary.loc["pgd_at+caper · small_cnn", "strongest_source"] == "erm · small_cnn"
+    assert summary.loc["pgd_at · small_cnn", "white_box"] == pytest.approx(55.0)
+    at.radio(key="transfer_value").set_value("robust_acc").run(timeout=30)
+    summary = at.dataframe[0].value.set_index("target")
+    assert summary.loc["pgd_at · small_cnn", "white_box"] == pytest.approx(53.0)
+
+
+def test_transfer_page_without_transfer_results(monkeypatch, partial):
+    at = run_page(monkeypatch, partial, TRANSFER)
+    assert any("No transfer results" in i.value for i in at.info)

@@ -27,6 +27,7 @@ PAGES = [
     ("Method", "Robust accuracy per attack", 3, False),
     ("Compare", "Compare two methods", 0, True),
     ("Claims", "Paper claims against this leaderboard", 0, True),
+    ("Transfer", "Transfer attacks", 1, True),
 ]
 
 
