@@ -176,12 +176,16 @@ def test_channels_last_feeds_nhwc_and_trains_the_same_model(digits_tensors):
 
 
 @pytest.mark.slow
-def test_compiled_steps_count_the_eager_flops_and_leave_the_eager_model(digits_tensors):
+@pytest.mark.parametrize("name,config", [("erm", None), ("pgd_at", {"steps": 2})])
+def test_compiled_steps_count_the_eager_flops_and_leave_the_eager_model(digits_tensors, name,
+                                                                         config):
+    """pgd_at compiles twice: the attack runs with the weights frozen (its own graph, no
+    weight gradients), the training step with them on."""
     from bench.api import Execution
     from bench.measures import FlopMeter
 
-    eager, _, _ = run_with("erm", digits_tensors, Execution(), epochs=2)
-    comp = compose("erm")
+    eager, _, _ = run_with(name, digits_tensors, Execution(), config, epochs=2)
+    comp = compose(name, config)
     ctx = make_ctx(digits_tensors, epochs=2, n=300)
     model = ctx.model
     ctx.execution = Execution(compile=True)
@@ -190,5 +194,6 @@ def test_compiled_steps_count_the_eager_flops_and_leave_the_eager_model(digits_t
     assert compiled.train_flops == eager.train_flops > 0
     assert meter.steps_charged > 0  # those ran the compiled module
     assert ctx.model is model  # the caller gets the eager module back (checkpoints, eval)
+    assert all(p.requires_grad for p in model.parameters())
     assert compiled.history[-1]["train_loss"] == pytest.approx(eager.history[-1]["train_loss"],
                                                                rel=1e-3)
