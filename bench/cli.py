@@ -549,11 +549,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.allocator import keep_freed_memory
     from bench.registry import UnknownNameError
     from bench.spec import SpecError
     from bench.submission import SubmissionError
 
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # every command that trains, attacks or times runs in this process
     try:
         return args.fn(args)
     except (UsageError, SpecError, SubmissionError, UnknownNameError, FileNotFoundError) as exc:

@@ -53,7 +53,10 @@ def _child(conn, parent_pid: int, plugins: Sequence[str], fn: Callable, args: tu
            kwargs: dict) -> None:
     exit_with_parent(parent_pid)
     try:
+        from bench.allocator import keep_freed_memory
         from bench.submission import load_source
+
+        keep_freed_memory()
 
         for source in plugins:
             load_source(source)

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from bench import evaluations, runner, store
+from bench.allocator import keep_freed_memory
 from bench.faults import fault_point
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ def train(cell, results: Path, device: torch.device | None = None, *,
     write its tables, ``runs`` last; a failure becomes a failed ``runs`` row."""
     from bench.isolation import call_isolated
 
+    keep_freed_memory()
     out = Outcome()
     try:
         if isolate is None:
@@ -89,6 +91,7 @@ def evaluate(kind: str, cell, results: Path, device: torch.device | None = None)
     """One evaluation cell of a trained model. Nothing to do when the model failed to train
     (its run row says why). A failure without a status column is only reported: the next
     run tries again."""
+    keep_freed_memory()
     table, run_cell, failed_rows = _kinds()[kind]
     out = Outcome()
     if not trained_ok(results, cell.train.key):
@@ -121,6 +124,7 @@ def check(run, robustness_keys: list[str], results: Path, n_eval: int,
           device: torch.device | None = None) -> Outcome:
     """(Re)write the run's checks: model-level rows once, result-level rows over its
     robustness rows as they now stand. The file is derived, so rewriting it is safe."""
+    keep_freed_memory()
     out = Outcome(cells=0)
     if not trained_ok(results, run.key):
         return out
@@ -145,6 +149,7 @@ def check(run, robustness_keys: list[str], results: Path, n_eval: int,
 
 def transfer(source, cells: list, results: Path, device: torch.device | None = None) -> Outcome:
     """Every pending target of one source, from one crafting of its examples."""
+    keep_freed_memory()
     out = Outcome(cells=len(cells))
     ready = [c for c in cells if trained_ok(results, c.target.key)]
     if not cells or not trained_ok(results, source.key) or not ready:
@@ -160,6 +165,7 @@ def transfer(source, cells: list, results: Path, device: torch.device | None = N
 
 
 def latency(cell, results: Path) -> Outcome:
+    keep_freed_memory()
     out = Outcome()
     if trained_ok(results, cell.train.key):
         store.write_cell(results, "latency", cell.key, runner.run_latency_cell(cell, results))
