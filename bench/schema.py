@@ -35,6 +35,9 @@ TABLES: dict[str, pa.Schema] = {
         # from its snapshot ("[3]"); null when trained in one go. train_seconds then
         # leaves out the epoch lost to the interruption.
         ("resumed_after_epochs", _s),
+        # what the process's malloc did (bench.allocator): it changes CPU timings, never
+        # numbers. Null in runs written before it was recorded.
+        ("allocator", _s),
     ]),
     "history": pa.schema([
         ("run_id", _s), ("epoch", _i), ("lr", _f), ("train_loss", _f), ("train_acc", _f),

@@ -40,7 +40,8 @@ def test_tables_complete(finished):
     assert (runs["status"] == "ok").all()
     assert (runs["train_flops"] > 0).all() and (runs["infer_flops"] > 0).all()
     assert (runs["params"] == runs["nonzero_params"]).all()
-    for col in ["seed", "host", "device", "versions", "method_config", "threads", "load_avg"]:
+    for col in ["seed", "host", "device", "versions", "method_config", "threads", "load_avg",
+                "allocator"]:
         assert runs[col].notna().all(), col
     fast, erm = (runs.set_index("method").loc[m] for m in ("fast_at", "erm"))
     assert fast.train_flops > erm.train_flops  # the FGSM step is charged
