@@ -43,6 +43,12 @@ def keep_freed_memory() -> str:
     return _state["setting"]
 
 
+def current_setting() -> str:
+    """What this process's allocator does, without changing it: for records written by
+    code that may run outside ``perbench`` (a direct API call that never applied it)."""
+    return _state.get("setting", "system default (not set in this process)")
+
+
 def _apply() -> str:
     if os.environ.get("PERBENCH_MALLOC") == "system":
         return "system default (PERBENCH_MALLOC=system)"

@@ -16,10 +16,10 @@ import pandas as pd
 import torch
 
 from bench import store
+from bench.allocator import current_setting
 from bench.api import Budget, ThreatModel, TrainContext
 from bench.cells import EVAL_PERMUTATION_SEED, AttackCell, LatencyCell, TrainCell
 from bench.engine import SNAPSHOT_FORMAT, ResumeError, accuracy, train
-from bench.allocator import keep_freed_memory
 from bench.provenance import default_device, device_name, host, load_avg, versions_json
 from bench.schema import TABLES
 
@@ -128,7 +128,7 @@ def run_train_cell(cell: TrainCell, results: Path, device: torch.device | None =
         "nondeterminism": nondeterminism(device), "precision": ctx.execution.precision,
         "channels_last": ctx.execution.channels_last, "compiled": ctx.execution.compile,
         "resumed_after_epochs": json.dumps(stats.resumed_after) if stats.resumed_after else None,
-        "allocator": keep_freed_memory(),
+        "allocator": current_setting(),
     }
     unknown = set(ctx.run_fields) - set(TABLES["runs"].names)
     if unknown:
