@@ -414,14 +414,14 @@ def rows(figures: list[Figure], *, bench_id: str, threads: int, device: torch.de
     """``speed`` table rows, with what the numbers depend on beside them."""
     import pandas as pd
 
-    from bench.allocator import keep_freed_memory
+    from bench.allocator import current_setting
     from bench.hardware import cpu_model_name
     from bench.provenance import host, load_avg, versions_json
 
     device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
                    else cpu_model_name())
     now = pd.Timestamp.now(tz="UTC")
-    allocator = keep_freed_memory()  # what this process's malloc does changes CPU timings
+    allocator = current_setting()  # what this process's malloc does changes CPU timings
     return [{
         "bench_id": bench_id, "figure": f.figure, "value": f.value, "reference": f.reference,
         "unit": f.unit, "ratio": f.ratio, "ratio_meaning": f.ratio_meaning,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.allocator import keep_freed_memory
+from bench.allocator import current_setting, keep_freed_memory
 from bench.speed import figures as speed
 
 pytestmark = pytest.mark.bench
@@ -39,7 +39,7 @@ def record(benchmark, fig: speed.Figure) -> speed.Figure:
         "figure": fig.figure, "value": fig.value, "unit": fig.unit, "reference": fig.reference,
         "ratio": fig.ratio, "ratio_meaning": fig.ratio_meaning, "target": fig.target,
         "target_met": fig.target_met, **{f"detail.{k}": v for k, v in fig.detail.items()},
-        "allocator": keep_freed_memory()})
+        "allocator": current_setting()})
     return fig
 
 
