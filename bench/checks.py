@@ -354,15 +354,18 @@ def _large_eps_zero(strongest: pd.DataFrame, num_classes: int,
     random guessing"; Athalye et al. 2018 §3.4 (unbounded attacks must reach 100% success):
     at the largest ε tried per norm, if it is at least ``large_eps[norm]``, the best
     attack must bring robust accuracy to chance (1/num_classes) + margin, and to ~0
-    (MARGIN_FLOOR) at L∞ ε >= 1, where every image is reachable."""
+    (MARGIN_FLOOR) at L∞ ε >= 1, where every image is reachable.
+
+    An ε sweep that stops once accuracy falls below chance (thesis Algorithm 2) never
+    reaches the large ε. Robust accuracy already at chance at a smaller ε passes: the
+    ε-balls are nested, so a larger ε cannot raise it (``eps_monotone`` watches that).
+    Above chance at a smaller ε there is nothing to judge, and no row."""
     for norm, group in strongest.groupby("norm", sort=True):
         if norm not in large_eps:
             continue
         top = group[group["eps_key"] == group["eps_key"].max()]
         best = top.loc[top["robust_acc"].idxmin()]
         eps, acc, n = best["eps"], best["robust_acc"], int(best["n_examples"])
-        if eps < large_eps[norm]:
-            continue
         if norm == "Linf" and eps >= WHOLE_BOX_EPS:
             limit, margin, bound = 0.0, MARGIN_FLOOR, "0 (every image is reachable)"
         else:
@@ -372,6 +375,10 @@ def _large_eps_zero(strongest: pd.DataFrame, num_classes: int,
         excess = _excess(acc - limit, margin)
         detail = (f"best attack {best['attack']} leaves robust acc {acc:.3f} at {norm} "
                   f"eps={format_eps(eps)}; allowed: {bound} + margin {margin:.3f} (n={n})")
-        if excess > 0:
+        if eps < large_eps[norm]:
+            if excess > 0:
+                continue
+            detail += f", already below the large eps={format_eps(large_eps[norm])}"
+        elif excess > 0:
             detail += ": the attacks fail where any model must break"
         yield _Finding(excess, acc, detail)

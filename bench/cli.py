@@ -196,6 +196,50 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_checks(args: argparse.Namespace) -> int:
+    from bench.checks_view import checks_long, render
+    from bench.spec import load_spec
+    from bench.store import read_table
+
+    board = _leaderboard_dir(args.leaderboard)
+    spec = load_spec(board)
+    results = _results(board, spec)
+    if args.recompute:
+        if not spec.checks.enabled:
+            raise UsageError(f"{board / 'grid.yaml'}: checks are disabled (checks: {{enabled: "
+                             "false}}), so --recompute has nothing to run")
+        _recompute_checks(spec, results, quiet=args.quiet)
+    long = checks_long(read_table(results, "checks"), read_table(results, "runs"))
+    if long.empty:
+        print(f"{board.name}: no checks yet; `perbench run {board}` runs them after each "
+              "run's evaluations")
+        return 0
+    if args.format != "csv":
+        print(f"{board.name}: reliability checks per run (bench/checks.py); a failed check "
+              "marks the run on `perbench show` and in the app")
+    print(render(long, args.format))
+    return 0
+
+
+def _recompute_checks(spec, results, quiet: bool = False) -> None:
+    """Rewrite every trained run's checks over its robustness rows as they stand: after an
+    upgrade of PERBench's checks, or evaluations added by hand. Model-level rows already
+    stored are kept (they need the model; the result-level ones need only the table)."""
+    from tqdm import tqdm
+
+    from bench import tasks
+    from bench.cells import expand
+    from bench.executor import robustness_keys
+
+    grid = expand(spec)
+    failed = []
+    for run in tqdm(grid.train, desc="checks", unit="run", disable=quiet):
+        outcome = tasks.check(run, robustness_keys(grid, run.key), results, spec.checks.n_eval)
+        failed += outcome.failed
+    for line in failed:
+        print(f"failed: {line}", file=sys.stderr)
+
+
 def cmd_robustbench_export(args: argparse.Namespace) -> int:
     import json
 
@@ -468,6 +512,15 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--eps", type=float, help="ε of the robust columns")
     cmp.add_argument("--format", default="table", choices=["table", "csv"])
     cmp.set_defaults(fn=cmd_compare)
+    checks = sub.add_parser("checks", help="the reliability checks: per check, runs judged and "
+                                           "failed; every flagged run with what it saw")
+    checks.add_argument("leaderboard")
+    checks.add_argument("--recompute", action="store_true",
+                        help="first rewrite every trained run's checks over its current results "
+                             "(after upgrading PERBench, or adding evaluations by hand)")
+    checks.add_argument("--format", default="table", choices=["table", "markdown", "csv"])
+    checks.add_argument("--quiet", action="store_true", help="no progress bar")
+    checks.set_defaults(fn=cmd_checks)
     transfer = sub.add_parser("transfer", help="the transfer matrix: each target's accuracy on "
                                                "examples crafted on each source")
     transfer.add_argument("leaderboard")

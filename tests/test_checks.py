@@ -161,7 +161,7 @@ def verdict(frame: pd.DataFrame, check: str, **kw) -> dict | None:
 def test_result_checks_give_no_row_without_something_to_compare():
     assert result_checks(robustness(("pgd", EPS, 0.4)), num_classes=10) == []
     # Square and PGD at different ε, or under different norms, are not compared.
-    assert result_checks(robustness(("square", 0.2, 0.1), ("pgd", EPS, 0.4)), num_classes=10) == []
+    assert result_checks(robustness(("square", 0.2, 0.3), ("pgd", EPS, 0.4)), num_classes=10) == []
     mixed = pd.concat([robustness(("square", EPS, 0.1)), robustness(("pgd", EPS, 0.4), norm="L2")])
     assert verdict(mixed, "blackbox_beats_whitebox") is None
 
@@ -222,6 +222,11 @@ def test_large_eps_zero():
     assert not verdict(robustness(("pgd", 1.0, 0.05)), "large_eps_zero")["passed"]
     assert verdict(robustness(("pgd", 1.0, 0.0)), "large_eps_zero")["passed"]
     assert verdict(robustness(("pgd", 100.0, 0.3), norm="L2"), "large_eps_zero") is None
+    # A sweep that stopped below chance at a smaller ε has shown it: larger balls hold it.
+    row = verdict(robustness(("pgd", 0.1, 0.5), ("pgd", 0.2, 0.04)), "large_eps_zero")
+    assert row["passed"] and row["value"] == pytest.approx(0.04)
+    assert "robust acc 0.040 at Linf eps=0.2; allowed: chance 0.100" in row["detail"]
+    assert "already below the large eps=0.5" in row["detail"]
 
 
 @pytest.mark.parametrize("evals", [
