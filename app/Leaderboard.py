@@ -20,9 +20,9 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from app._data import select, table_view  # noqa: E402
-from bench.leaderboard import leaderboard_frame  # noqa: E402
-from bench.pareto import pareto_mask  # noqa: E402
-from bench.show import failures, latest_speed, skipped_profiles  # noqa: E402
+from bench.views.leaderboard import leaderboard_frame  # noqa: E402
+from bench.views.pareto import pareto_mask  # noqa: E402
+from bench.views.render import failures, latest_speed, skipped_profiles  # noqa: E402
 
 
 def tradeoff_chart(frame: pd.DataFrame, attack: str) -> alt.Chart:

@@ -8,8 +8,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from bench.compare import is_percent, lower_is_better
-from bench.pareto import frontier
+from bench.views.compare import is_percent, lower_is_better
+from bench.views.pareto import frontier
 
 
 def log_scale(metric: str) -> bool:
@@ -58,7 +58,7 @@ def tradeoff_scatter(points: pd.DataFrame, x: str, y: str) -> alt.LayerChart:
 
 
 def parallel_chart(long: pd.DataFrame) -> alt.Chart:
-    """Parallel coordinates from ``bench.pareto.parallel_coordinates``: up is better."""
+    """Parallel coordinates from ``bench.views.pareto.parallel_coordinates``: up is better."""
     return alt.Chart(long).mark_line(point=True).encode(
         x=alt.X("axis:N", sort=alt.SortField("order"), title=None,
                 axis=alt.Axis(labelAngle=0)),

@@ -14,11 +14,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from bench.compare import per_run_metrics
-from bench.leaderboard import accuracy_columns, format_eps, threat_models
-from bench.show import flop_unit, mce_reference
-from bench.spec import results_location
-from bench.store import Location, file_stamps, location, read_all, table_files
+from bench.views.compare import per_run_metrics
+from bench.views.leaderboard import accuracy_columns, format_eps, threat_models
+from bench.views.render import flop_unit, mce_reference
+from bench.grid.spec import results_location
+from bench.results.store import Location, file_stamps, location, read_all, table_files
 
 ENV_VAR = "PERBENCH_LEADERBOARD"
 REPO = Path(__file__).resolve().parent.parent
@@ -198,7 +198,7 @@ def table_view(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict, list[str]]:
         config["flags"] = st.column_config.TextColumn("flags", help="failed reliability checks")
         order.append("flags")
     if "source" in frame:  # provenance: submission (or built-in); details in the expander
-        from bench.show import short_source
+        from bench.views.render import short_source
 
         view["source"] = frame["source"].map(short_source)
         config["source"] = st.column_config.TextColumn(

@@ -3,7 +3,7 @@
 A method is a **base** (owns the per-batch objective) or a **modifier** (hooks into the
 shared training loop). Both are classes with a pydantic ``Config``; the harness builds
 them from the grid, hands them a :class:`TrainContext`, runs the loop in
-:mod:`bench.engine`, and owns the test split, the evaluation and the cost accounting.
+:mod:`bench.work.loop`, and owns the test split, the evaluation and the cost accounting.
 
 A method must not read the test split (it never receives it), change the model's
 architecture, or declare its own cost: every forward and backward pass it runs through
@@ -120,7 +120,7 @@ class TrainContext:
     def emit(self, table: str, rows: list[dict]) -> None:
         """Add rows to a method table (``removed_samples``, ``layer_sparsity``); the harness
         fills in ``run_id`` and writes them with the run."""
-        from bench.schema import METHOD_TABLES
+        from bench.results.schema import METHOD_TABLES
 
         if table not in METHOD_TABLES:
             raise ValueError(f"methods may write tables {METHOD_TABLES}, not {table!r}")

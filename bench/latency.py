@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.hardware import HardwareProfile
-from bench.provenance import load_avg
+from bench.results.provenance import load_avg
 
 INPUT_SEED = 0
 # Sparse kernels only stand a chance against dense BLAS when most weights are zero.

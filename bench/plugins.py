@@ -41,7 +41,7 @@ def load_builtin_methods() -> None:
     for info in pkgutil.iter_modules(methods.__path__):
         importlib.import_module(f"methods.{info.name}")
     _loaded = True  # before the plugins: loading them calls back here
-    from bench.submission import load_installed_plugins
+    from bench.execute.submission import load_installed_plugins
 
     load_installed_plugins()  # installed packages' `perbench.methods` entry points
 

@@ -9,7 +9,7 @@ from torch import nn
 from bench.api import Budget, ThreatModel, TrainContext
 from bench.archs.preact_resnet import PreActResNet
 from bench.attacks import perturb
-from bench.engine import TrainStats, train
+from bench.work.loop import TrainStats, train
 from bench.plugins import compose
 
 PGD = {"steps": 2}

@@ -9,13 +9,13 @@ import pytest
 import torch
 import yaml
 
-from bench import store
+from bench.results import store
 from bench.api import Budget, ThreatModel, TrainContext
 from bench.attacks import perturb
-from bench.engine import train
-from bench.executor import run_local
+from bench.work.loop import train
+from bench.execute.sequential import run_local
 from bench.plugins import CompositionError, compose
-from bench.spec import load_spec
+from bench.grid.spec import load_spec
 from conftest import tiny_cnn
 from methods.admm_prune import ADMMState, SparsitySet, admm_epochs, funnel_counts, prunable_layers
 

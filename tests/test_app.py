@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app._data import ENV_VAR, leaderboard_choices, requested_leaderboard, results_stamp
-from bench import store
+from bench.results import store
 from test_leaderboard import run_row, write_results
 
 PAGE = Path(__file__).resolve().parent.parent / "app" / "Leaderboard.py"

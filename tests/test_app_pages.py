@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from test_leaderboard import run_row, write_results
 
 from app._data import ENV_VAR
-from bench import store
+from bench.results import store
 
 APP = Path(__file__).resolve().parent.parent / "app"
 LEADERBOARD, TRADEOFFS, METHOD, COMPARE, CLAIMS, TRANSFER = (

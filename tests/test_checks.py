@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench import store
-from bench.checks import model_checks, result_checks
+from bench.results import store
+from bench.work.checks import model_checks, result_checks
 
 MODEL_CHECKS = ["randomized_outputs", "softmax_outputs", "zero_gradients", "loss_along_gradient"]
 ROW_KEYS = {"check", "passed", "detail", "value"}

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from bench import store
-from bench.checks_view import checks_long, checks_summary, render
+from bench.results import store
+from bench.views.checks import checks_long, checks_summary, render
 from bench.cli import main
 
 RUNS = pd.DataFrame([

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from test_e2e import perbench
 
-from bench.claims import claim_verdict, evaluate, load_claims, metric_verdict
-from bench.spec import SpecError
+from bench.views.claims import claim_verdict, evaluate, load_claims, metric_verdict
+from bench.grid.spec import SpecError
 
 
 def row(metric: str, a: float, a_std: float, b: float, b_std: float, seeds: int = 3) -> pd.Series:
@@ -135,10 +135,10 @@ def test_cli_on_the_fixture_grid(finished, tmp_path):
 
 
 def test_fashion_mnist_claims_name_the_grids_methods_and_metrics():
-    from bench.claims import check_names
-    from bench.compare import per_run_metrics
-    from bench.spec import load_spec
-    from bench.store import TABLES, empty_table
+    from bench.views.claims import check_names
+    from bench.views.compare import per_run_metrics
+    from bench.grid.spec import load_spec
+    from bench.results.store import TABLES, empty_table
 
     board = Path(__file__).resolve().parent.parent / "leaderboards" / "fashion-mnist"
     claims = load_claims(board)

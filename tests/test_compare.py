@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 import pytest
 
-from bench.compare import compare, format_delta
+from bench.views.compare import compare, format_delta
 
 
 def metrics(**values) -> pd.DataFrame:

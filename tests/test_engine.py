@@ -6,7 +6,7 @@ import torch
 
 from bench.api import Budget, Modifier, ThreatModel, TrainContext
 from bench.attacks import perturb
-from bench.engine import NonFiniteLossError, train
+from bench.work.loop import NonFiniteLossError, train
 from bench.plugins import compose
 from conftest import tiny_cnn
 

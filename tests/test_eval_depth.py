@@ -11,9 +11,9 @@ import pytest
 import torch
 import yaml
 
-from bench import store
-from bench.cells import expand
-from bench.spec import SpecError, load_spec
+from bench.results import store
+from bench.grid.cells import expand
+from bench.grid.spec import SpecError, load_spec
 from conftest import FIXTURE
 
 
@@ -42,8 +42,8 @@ def test_doubling_sweep_stops_below_chance_and_never_rises(finished):
 
 
 def test_list_sweep_visits_every_eps(tmp_path):
-    from bench.evaluations import run_sweep_cell
-    from bench.spec import SweepSpec
+    from bench.work.evaluations import run_sweep_cell
+    from bench.grid.spec import SweepSpec
 
     board = tmp_path / "tiny"
     shutil.copytree(FIXTURE, board)
@@ -55,7 +55,7 @@ def test_list_sweep_visits_every_eps(tmp_path):
 
     assert main(["run", str(board), "--quiet"]) == 0
     train = expand(load_spec(board)).train[0]
-    from bench.cells import SweepCell
+    from bench.grid.cells import SweepCell
 
     sweep = SweepSpec(name="fgsm", eps=[0.0, "1/255", 0.3])
     out = run_sweep_cell(SweepCell(train, sweep, 50), board / "results")
@@ -100,7 +100,7 @@ def test_corruption_rows_and_mce(finished):
     assert cor["acc"].between(0, 1).all()
     # Every run sees the very same corrupted images: their clean accuracies are on one subset.
     assert cor.groupby("run_id")["clean_acc"].nunique().eq(1).all()
-    from bench.leaderboard import corruption_errors
+    from bench.views.leaderboard import corruption_errors
 
     runs = rows(finished, "runs").assign(_failed=False)
     per_run = corruption_errors(cor, runs, "erm").set_index("run_id")
@@ -185,9 +185,9 @@ def test_a_failed_check_flags_its_method_on_show(finished, tmp_path):
 
 def test_official_files_of_another_dataset_are_refused_by_name(finished, tmp_path):
     """CIFAR-10-C files (32×32 RGB) against a digits model: the cell names the folder."""
-    from bench.cells import CorruptionCell
-    from bench.evaluations import run_corruption_cell
-    from bench.spec import CorruptionSpec
+    from bench.grid.cells import CorruptionCell
+    from bench.work.evaluations import run_corruption_cell
+    from bench.grid.spec import CorruptionSpec
 
     root = tmp_path / "CIFAR-10-C"
     root.mkdir()

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from bench.cli import main
-from bench.store import read_table
+from bench.results.store import read_table
 
 FACTORY = Path(__file__).parent / "fixtures" / "plugins" / "external_model.py"
 
@@ -68,8 +68,8 @@ def pd_isna(value) -> bool:
 
 
 def test_a_user_factory_with_a_plain_pytorch_model(trained_digits_model, tmp_path):
-    from bench.engine import accuracy
-    from bench.runner import load_dataset
+    from bench.work.loop import accuracy
+    from bench.work.runner import load_dataset
 
     ckpt = tmp_path / "model.pt"
     torch.save({"state_dict": trained_digits_model.state_dict()}, ckpt)  # a usual wrapper

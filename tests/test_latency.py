@@ -14,7 +14,7 @@ import torch
 
 from bench.hardware import HARDWARE, available_cpus
 from bench.latency import measure_latency, sparse_layers, to_sparse_execution
-from bench.schema import TABLES
+from bench.results.schema import TABLES
 from conftest import tiny_cnn
 
 FAST = {"batch_sizes": (1, 8), "warmup": 1, "iters": 5}

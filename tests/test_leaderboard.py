@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import store
-from bench.leaderboard import NO_RESULTS, leaderboard_frame, load_tables, threat_models
-from bench.show import FORMATS, render
+from bench.results import store
+from bench.views.leaderboard import NO_RESULTS, leaderboard_frame, load_tables, threat_models
+from bench.views.render import FORMATS, render
 
 # method -> per-seed (clean, fgsm, pgd, autoattack, train_flops). AutoAttack ranks trades
 # first, PGD ranks pgd_at first: the two orders differ so a test can tell which one ranked.

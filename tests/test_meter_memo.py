@@ -9,7 +9,7 @@ from method_cases import COMPOSITIONS, model_for, train_case
 
 from bench.api import Budget, Modifier, ThreatModel, TrainContext
 from bench.attacks import perturb
-from bench.engine import train
+from bench.work.loop import train
 from bench.measures import FlopMeter, MeterMismatchError
 from bench.plugins import compose
 

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from bench import store
+from bench.results import store
 from conftest import FIXTURE
 from test_e2e import assert_same_tables, perbench, rows
 
@@ -160,8 +160,8 @@ def test_an_in_memory_filesystem_holds_a_whole_grid(tmp_path, sequential):
     table and checkpoint goes through fsspec; a rerun finds every cell done."""
     import fsspec
 
-    from bench.executor import run_local
-    from bench.spec import load_spec, results_location
+    from bench.execute.sequential import run_local
+    from bench.grid.spec import load_spec, results_location
 
     uri = f"memory://perbench-test/{tmp_path.name}/results"
     board = uri_board(tmp_path / "small", uri)
@@ -270,7 +270,7 @@ def test_random_kills_never_lose_or_corrupt(tmp_path, sequential):
 def test_runs_say_where_the_platform_is_nondeterministic(finished):
     import torch
 
-    from bench.runner import nondeterminism
+    from bench.work.runner import nondeterminism
 
     assert rows(finished, "runs")["nondeterminism"].isna().all()  # CPU: repeatable
     assert nondeterminism(torch.device("cpu")) is None

@@ -1,13 +1,13 @@
-"""Pareto fronts, per-method means and the three-axis view (bench.pareto), and the
-compare page's pairing and table (bench.compare)."""
+"""Pareto fronts, per-method means and the three-axis view (bench.views.pareto), and the
+compare page's pairing and table (bench.views.compare)."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from bench.compare import default_pair, lower_is_better, paper_table
-from bench.pareto import frontier, method_means, pareto_mask, parallel_coordinates
+from bench.views.compare import default_pair, lower_is_better, paper_table
+from bench.views.pareto import frontier, method_means, pareto_mask, parallel_coordinates
 
 UP_UP_DOWN = {"clean_acc": True, "robust_acc": True, "train_flops": False}
 

@@ -8,10 +8,10 @@ import pytest
 import yaml
 from test_e2e import perbench, rows
 
-from bench.cells import expand
-from bench.executor import pending
-from bench.plan import make_plan
-from bench.spec import load_spec, results_location
+from bench.grid.cells import expand
+from bench.execute.sequential import pending
+from bench.grid.estimate import make_plan
+from bench.grid.spec import load_spec, results_location
 
 
 def plan_of(board):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import store
+from bench.results import store
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "leaderboards" / "quickstart"
 

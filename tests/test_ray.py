@@ -33,8 +33,8 @@ def ray_local(monkeypatch, tmp_path):
 
 
 def run_ray(board: Path, **kwargs):
-    from bench.parallel import run_ray
-    from bench.spec import load_spec, results_location
+    from bench.execute.parallel import run_ray
+    from bench.grid.spec import load_spec, results_location
 
     spec = load_spec(board / "grid.yaml")
     return run_ray(spec, results_location(board, spec), show_progress=False, **kwargs)

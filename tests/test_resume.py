@@ -12,7 +12,7 @@ import torch
 from method_cases import COMPOSITIONS, context, train_case
 
 from bench.api import Execution, Modifier
-from bench.engine import ResumeError, train
+from bench.work.loop import ResumeError, train
 from bench.plugins import compose
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -118,8 +118,8 @@ def test_resumed_seconds_continue_from_the_snapshot(digits_tensors):
 
 
 def test_runner_ignores_snapshots_it_cannot_use(tmp_path, digits_tensors, caplog):
-    from bench.provenance import versions_json
-    from bench.runner import read_snapshot
+    from bench.results.provenance import versions_json
+    from bench.work.runner import read_snapshot
 
     path = tmp_path / "resume" / "abc.pt"
     assert read_snapshot(path, "abc") is None  # none yet

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import store
+from bench.results import store
 from bench.cli import main
-from bench.leaderboard import load_tables
-from bench.robustbench import export_entry, import_entries
-from bench.show import render
+from bench.views.leaderboard import load_tables
+from bench.interop.robustbench import export_entry, import_entries
+from bench.views.render import render
 from test_leaderboard import write_results
 
 RICE = {"link": "https://arxiv.org/abs/2002.11569",

@@ -1,4 +1,4 @@
-"""robustbench through `bench.robustbench_adapter`: importable, its benchmark running on
+"""robustbench through `bench.interop.autoattack_alias`: importable, its benchmark running on
 pyautoattack (with fixture tensors, no download), and the alias out of the way of a real
 ``autoattack``. Needs the extra: ``pip install 'perbench[robustbench]'`` / ``tox -e robustbench``."""
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import pyautoattack
-from bench import robustbench_adapter as adapter
-from bench.robustbench_adapter import INSTALL_HINT, import_robustbench, install_autoattack_alias
+from bench.interop import autoattack_alias as adapter
+from bench.interop.autoattack_alias import INSTALL_HINT, import_robustbench, install_autoattack_alias
 
 pytestmark = pytest.mark.robustbench
 
@@ -237,7 +237,7 @@ def test_a_zoo_architecture_is_an_arch_for_external_models(rb, tmp_path):
     import torch
 
     from bench.archs import ARCHS
-    from bench.external import load_into, read_state_dict
+    from bench.interop.external import load_into, read_state_dict
 
     name = "robustbench:cifar10:Linf:Andriushchenko2020Understanding"
     model = ARCHS.create(name, num_classes=10, in_channels=3, image_size=32, mean=None, std=None)

@@ -12,7 +12,7 @@ import torch
 
 from bench.api import Budget, ThreatModel, TrainContext
 from bench.attacks import perturb
-from bench.engine import train
+from bench.work.loop import train
 from bench.plugins import CompositionError, compose
 from bench.schedules import SCHEDULES, one_cycle_momentum, schedule_lr
 from conftest import tiny_cnn

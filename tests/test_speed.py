@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from bench import store
+from bench.results import store
 from bench.speed import figures as speed
 from bench.speed.quickstart import classify, shares
 from test_e2e import perbench
@@ -92,11 +92,11 @@ def test_matmul_peak_is_the_rate_of_the_product_it_times():
 
 
 def test_quickstart_samples_are_classified_by_stack():
-    compute = ("<module> (bench/cli.py:1);train (bench/engine.py:90);"
+    compute = ("<module> (bench/cli/__init__.py:1);train (bench/work/loop.py:90);"
                "_call_impl (torch/nn/modules/module.py:1786);forward (torch/nn/modules/conv.py:5)")
-    backward = "train (bench/engine.py:100);backward (torch/_tensor.py:630)"
-    store_write = "run_local (bench/executor.py:1);write_cell (bench/store.py:200)"
-    imports = "<module> (bench/cli.py:1);_find_and_load (<frozen importlib._bootstrap>:1176)"
+    backward = "train (bench/work/loop.py:100);backward (torch/_tensor.py:630)"
+    store_write = "run_local (bench/execute/sequential.py:1);write_cell (bench/results/store.py:200)"
+    imports = "<module> (bench/cli/__init__.py:1);_find_and_load (<frozen importlib._bootstrap>:1176)"
     assert classify(compute) == classify(backward) == "model compute"
     assert classify(store_write) == "results store"
     assert classify(imports) == "imports"
@@ -159,7 +159,7 @@ def test_show_keeps_each_figures_latest_value_per_setting():
     the same figure run in two training settings shows twice, each labelled."""
     import pandas as pd
 
-    from bench.show import latest_speed
+    from bench.views.render import latest_speed
 
     def row(bench, figure, value, when, **detail):
         return {"bench_id": bench, "figure": figure, "value": value, "reference": None,

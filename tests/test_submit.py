@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.store import read_table
+from bench.results.store import read_table
 
 PLUGINS = Path(__file__).parent / "fixtures" / "plugins"
 NOISY = PLUGINS / "noisy_erm.py"
@@ -131,8 +131,8 @@ def test_app_traces_every_row_to_its_source(submitted, monkeypatch):
 
 def test_the_readme_example_is_a_valid_submission(tmp_path):
     """The method printed in the README passes submit's checks and trial run."""
-    from bench.isolation import call_isolated
-    from bench.submission import composition_for, load_file, smoke_test
+    from bench.execute.isolation import call_isolated
+    from bench.execute.submission import composition_for, load_file, smoke_test
 
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     code = readme.split("# noisy_erm.py\n", 1)[1].split("```", 1)[0]
@@ -337,8 +337,8 @@ def installed_plugin(tmp_path, monkeypatch):
 
 
 def test_entry_point_is_discovered_loaded_and_runs_isolated(installed_plugin, small_board):
-    from bench.isolation import call_isolated
-    from bench.submission import (ENTRY_POINT_PREFIX, entry_points, load_installed_plugins,
+    from bench.execute.isolation import call_isolated
+    from bench.execute.submission import (ENTRY_POINT_PREFIX, entry_points, load_installed_plugins,
                                   smoke_test)
 
     assert installed_plugin in [ep.name for ep in entry_points()]
@@ -361,8 +361,8 @@ def test_unknown_entry_point_lists_the_installed_ones(installed_plugin, small_bo
 
 def test_the_template_is_a_valid_submission(small_board):
     """docs/method_template.py passes the same checks and trial run as a submission."""
-    from bench.isolation import call_isolated
-    from bench.submission import composition_for, load_file, smoke_test
+    from bench.execute.isolation import call_isolated
+    from bench.execute.submission import composition_for, load_file, smoke_test
 
     source = load_file(TEMPLATE)
     assert composition_for(source, None, None) == "template_mix"

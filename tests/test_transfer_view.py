@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from bench.cli import main
-from bench.transfer_view import (
+from bench.views.transfer import (
     MARGIN,
     render,
     run_labels,

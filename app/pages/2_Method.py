@@ -15,7 +15,7 @@ import streamlit as st  # noqa: E402
 
 from app._charts import bar_chart, curves_chart, heatmap, radar_chart, seed_lines  # noqa: E402
 from app._data import Selection, finished_metrics, select  # noqa: E402
-from bench import method_view as mv  # noqa: E402
+from bench.views import method as mv  # noqa: E402
 
 
 def section(title: str, frame: pd.DataFrame, chart, missing: str | None = None, *,

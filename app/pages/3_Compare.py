@@ -13,7 +13,7 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from app._data import finished_metrics, select  # noqa: E402
-from bench.compare import compare, default_pair, paper_table  # noqa: E402
+from bench.views.compare import compare, default_pair, paper_table  # noqa: E402
 
 BETTER, WORSE = "color: #1a7f37", "color: #cf222e"
 

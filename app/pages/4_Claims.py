@@ -1,5 +1,5 @@
 """The source papers' claims (the leaderboard's ``claims.yaml``) against its own numbers:
-one line per claim and metric, verdicts coloured (see ``bench.claims`` for the rules)."""
+one line per claim and metric, verdicts coloured (see ``bench.views.claims`` for the rules)."""
 from __future__ import annotations
 
 import sys
@@ -13,8 +13,8 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from app._data import finished_metrics, select  # noqa: E402
-from bench.claims import check_names, evaluate, load_claims  # noqa: E402
-from bench.spec import SpecError, load_spec  # noqa: E402
+from bench.views.claims import check_names, evaluate, load_claims  # noqa: E402
+from bench.grid.spec import SpecError, load_spec  # noqa: E402
 
 COLOURS = {"supported": "#1a7f37", "contradicted": "#cf222e", "not supported": "#cf222e"}
 

@@ -1,6 +1,6 @@
 """Transfer attacks (thesis Algorithm 3): each target's accuracy on examples crafted on
 each source, the white-box attack on the diagonal, and the targets that another model's
-examples fool more than their own gradients do (see ``bench.transfer_view``)."""
+examples fool more than their own gradients do (see ``bench.views.transfer``)."""
 from __future__ import annotations
 
 import sys
@@ -15,7 +15,7 @@ import streamlit as st  # noqa: E402
 
 from app._charts import heatmap  # noqa: E402
 from app._data import select  # noqa: E402
-from bench.transfer_view import MARGIN, transfer_long, transfer_summary  # noqa: E402
+from bench.views.transfer import MARGIN, transfer_long, transfer_summary  # noqa: E402
 
 VALUES = {"acc": "accuracy on the adversarial examples",
           "robust_acc": "correct on the clean point and its adversarial example"}

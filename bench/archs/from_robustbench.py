@@ -14,7 +14,7 @@ from bench.archs.base import ARCHS
 
 
 def robustbench_factory(ref: str) -> Callable[..., nn.Module]:
-    from bench.robustbench_adapter import import_robustbench
+    from bench.interop.autoattack_alias import import_robustbench
 
     dataset, threat, name = (ref.split(":") + ["", "", ""])[:3]
     if not (dataset and threat and name):

@@ -1,4 +1,4 @@
-"""Building blocks of `bench.datasets`: finding files, reading formats, splitting, augmenting.
+"""Building blocks of `bench.data.datasets`: finding files, reading formats, splitting, augmenting.
 
-Import the public API from `bench.datasets`.
+Import the public API from `bench.data.datasets`.
 """

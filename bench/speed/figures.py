@@ -166,7 +166,7 @@ def _train_once(subject: Subject, method: str, config: dict, x: torch.Tensor, y:
                 batch_size: int, metered: bool, execution: Execution, seed: int = 0):
     from bench.api import Budget, ThreatModel, TrainContext
     from bench.attacks import perturb
-    from bench.engine import train
+    from bench.work.loop import train
     from bench.plugins import compose
 
     comp = compose(method, config)
@@ -288,9 +288,9 @@ def load_subject(board: Path, method: str = "pgd_at", arch: str | None = None,
                  device: torch.device | None = None) -> Subject:
     """A finished run of ``board`` (default: its ``pgd_at`` run, seed 0, first arch) with
     its dataset. Raises ValueError naming what is missing."""
-    from bench import store
-    from bench.runner import build_model, load_dataset
-    from bench.spec import load_spec, results_location
+    from bench.results import store
+    from bench.work.runner import build_model, load_dataset
+    from bench.grid.spec import load_spec, results_location
 
     spec = load_spec(Path(board) / "grid.yaml")
     results = results_location(board, spec)
@@ -368,7 +368,7 @@ def measure(subject: Subject, figures: tuple[str, ...] = DEFAULT_FIGURES, *,
             progress: Callable[[str], None] = lambda name: None) -> list[Figure]:
     """The requested figures, in order, at ``threads`` torch threads; the training figures
     run as ``execution`` says, against a matmul peak in its precision."""
-    from bench.runner import threads as with_threads
+    from bench.work.runner import threads as with_threads
 
     unknown = set(figures) - set(FIGURES)
     if unknown:
@@ -416,7 +416,7 @@ def rows(figures: list[Figure], *, bench_id: str, threads: int, device: torch.de
 
     from bench.allocator import current_setting
     from bench.hardware import cpu_model_name
-    from bench.provenance import host, load_avg, versions_json
+    from bench.results.provenance import host, load_avg, versions_json
 
     device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
                    else cpu_model_name())

@@ -46,9 +46,9 @@ BUCKETS = (
     ("corruptions", "bench/corruptions/"),
     ("latency timing", "bench/latency.py"),
     ("attacks (our code, outside the model)", "bench/attacks/"),
-    ("results store", "bench/store.py"),
+    ("results store", "bench/results/store.py"),
     ("data", "bench/data"),
-    ("checks", "bench/checks.py"),
+    ("checks", "bench/work/checks.py"),
 )
 
 

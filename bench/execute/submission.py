@@ -1,0 +1,358 @@
+"""``perbench submit``: a method from one file (or an installed package) run through a
+leaderboard's whole grid, with nothing already there put at risk.
+
+Order of work, cheapest failure first:
+
+1. load the source (a ``.py`` file, or an entry point of group ``perbench.methods``) and
+   find the method(s) it registers — syntax errors and import errors stop here;
+2. check the class (a Base or Modifier with its own pydantic ``Config``) and the
+   composition it will run as;
+3. train two steps on 16 points of the leaderboard's data in a separate process, with a
+   time limit — wrong return types, exceptions, NaN losses and hangs stop here;
+4. record the submission (``submissions`` table, a copy of the code) and run every cell of
+   the grid that involves the method, each training cell in its own process
+   (:mod:`bench.execute.isolation`), so a crash, hang or NaN fails that cell and the rest goes on.
+
+Nothing is written before step 4, and step 4 only adds files under the submission's own
+keys: earlier results cannot be touched.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+ENTRY_POINT_GROUP = "perbench.methods"
+ENTRY_POINT_PREFIX = "entry-point:"
+VALIDATE_TIMEOUT_S = 300.0
+CELL_TIMEOUT_S = 3 * 3600.0
+
+
+class SubmissionError(ValueError):
+    """What the submitter must fix; printed without a traceback, exit code 2."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a submitted method's code comes from."""
+
+    ref: str  # what isolated processes load: a file path or "entry-point:<name>"
+    module: str  # the module that registered the methods
+    methods: tuple[str, ...]  # registry names it added
+    code_sha: str  # sha256 of the file; for an entry point, of "<dist>==<version>"
+    path: Path | None = None  # the file, when it is one
+
+
+# -- loading ---------------------------------------------------------------------------
+
+def load_source(ref: str) -> Source:
+    """Load a file path or ``entry-point:<name>``; idempotent within a process."""
+    if ref.startswith(ENTRY_POINT_PREFIX):
+        return load_entry_point(ref.removeprefix(ENTRY_POINT_PREFIX))
+    return load_file(Path(ref))
+
+
+def load_file(path: Path) -> Source:
+    from bench.plugins import load_builtin_methods
+
+    load_builtin_methods()  # so a name clash with a built-in is caught, not a silent shadow
+    path = Path(path)
+    if not path.is_file():
+        raise SubmissionError(f"{path}: no such file (give the path of the .py file that "
+                              "defines your method)")
+    if path.suffix != ".py":
+        raise SubmissionError(f"{path}: expected a Python file ending in .py")
+    data = path.read_bytes()
+    try:
+        compile(data, str(path), "exec")
+    except SyntaxError as exc:
+        line = (exc.text or "").rstrip()
+        raise SubmissionError(f"{path}:{exc.lineno}: syntax error: {exc.msg}"
+                              + (f"\n    {line.strip()}" if line else "")) from None
+    sha = hashlib.sha256(data).hexdigest()
+    # One module per file content: loading the same file twice reuses it (the registry
+    # refuses a second class under the same name), an edited file is a new submission.
+    module_name = f"perbench_submission_{sha[:16]}"
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            del sys.modules[module_name]
+            raise SubmissionError(f"{path}: importing it raised {_where(exc, path)}") from None
+    methods = methods_of(module_name)
+    if not methods:
+        raise SubmissionError(
+            f"{path}: registers no method. Decorate your class with @register_method "
+            "(from bench.plugins import register_method); see docs/method_template.py")
+    return Source(ref=str(path.resolve()), module=module_name, methods=methods,
+                  code_sha=sha, path=path.resolve())
+
+
+def entry_points() -> list[metadata.EntryPoint]:
+    return sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+
+
+def load_entry_point(name: str) -> Source:
+    """The entry point ``name`` of group ``perbench.methods`` (``name = pkg.module`` or
+    ``pkg.module:Class`` in the package's metadata); importing its module registers it."""
+    from bench.plugins import load_builtin_methods
+
+    load_builtin_methods()
+    found = [ep for ep in entry_points() if ep.name == name]
+    if not found:
+        names = ", ".join(ep.name for ep in entry_points()) or "none installed"
+        raise SubmissionError(f"no entry point {name!r} in group {ENTRY_POINT_GROUP!r}; "
+                              f"installed: {names}")
+    ep = found[0]
+    try:
+        ep.load()
+    except Exception as exc:
+        raise SubmissionError(f"entry point {name!r} ({ep.value}): loading it raised "
+                              f"{_where(exc)}") from None
+    module = ep.value.split(":")[0].strip()
+    methods = methods_of(module)
+    if not methods:
+        raise SubmissionError(f"entry point {name!r} ({ep.value}) registers no method; "
+                              "decorate the class with @register_method")
+    dist = getattr(ep, "dist", None)
+    version = f"{dist.name}=={dist.version}" if dist is not None else ep.value
+    return Source(ref=ENTRY_POINT_PREFIX + name, module=module, methods=methods,
+                  code_sha=hashlib.sha256(version.encode()).hexdigest())
+
+
+def load_installed_plugins() -> list[str]:
+    """Import every installed ``perbench.methods`` entry point so grids can name them;
+    a broken one is reported and skipped (one bad package must not stop every grid)."""
+    import warnings
+
+    loaded = []
+    for ep in entry_points():
+        try:
+            load_entry_point(ep.name)
+            loaded.append(ep.name)
+        except SubmissionError as exc:
+            warnings.warn(f"skipping plugin: {exc}", stacklevel=2)
+    return loaded
+
+
+def methods_of(module: str) -> tuple[str, ...]:
+    from bench.plugins import METHODS
+
+    return tuple(n for n in METHODS.list() if getattr(METHODS.get(n), "__module__", None) == module)
+
+
+def _where(exc: BaseException, path: Path | None = None) -> str:
+    """The exception and the deepest line of the submitter's file it passed through."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    mine = [f for f in frames if path is not None and Path(f.filename).resolve() == path.resolve()]
+    frame = (mine or frames or [None])[-1]
+    where = f" at {Path(frame.filename).name}:{frame.lineno}" if frame else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+# -- checking --------------------------------------------------------------------------
+
+def composition_for(source: Source, method: str | None, on: str | None) -> str:
+    """The name the grid runs: the method itself for a base, ``<on>+<method>`` for a
+    modifier (which needs a base to hook into)."""
+    from bench.api import Base, MethodConfig, Modifier
+    from bench.plugins import METHODS
+
+    if method is None:
+        if len(source.methods) > 1:
+            raise SubmissionError(f"{source.ref} registers {len(source.methods)} methods "
+                                  f"({', '.join(source.methods)}); pick one with --method")
+        method = source.methods[0]
+    elif method not in source.methods:
+        raise SubmissionError(f"--method {method!r} is not registered by {source.ref}; "
+                              f"it registers: {', '.join(source.methods)}")
+    cls = METHODS.get(method)
+    if not (isinstance(cls, type) and issubclass(cls, (Base, Modifier))):
+        raise SubmissionError(f"{method!r} must be a class derived from bench.api.Base (owns "
+                              "the loss) or bench.api.Modifier (hooks into the loop)")
+    config = getattr(cls, "Config", None)
+    if not (isinstance(config, type) and issubclass(config, MethodConfig)) or config is MethodConfig:
+        raise SubmissionError(
+            f"{cls.__name__} ({method!r}) has no Config: give it a class attribute "
+            "`Config`, a subclass of bench.api.MethodConfig (or methods._common.SGDConfig) "
+            "listing its options with defaults, even if it has none of its own, so the "
+            "leaderboard records what ran")
+    if issubclass(cls, Base):
+        if on is not None:
+            raise SubmissionError(f"{method!r} is a base (it owns the loss): drop --on")
+        return method
+    if on is None:
+        raise SubmissionError(f"{method!r} is a modifier: say which base it runs on, "
+                              f"e.g. --on pgd_at (runs as pgd_at+{method})")
+    return f"{on}+{method}"
+
+
+def smoke_test(ref: str, composition: str, config: dict, dataset: str, arch: str,
+               data_root: str | None, threat: tuple[str, float]) -> dict:
+    """Two optimizer steps on 16 training points, in whatever process calls it (the
+    submit path calls it in an isolated one). Returns what ran; raises what went wrong."""
+    import torch
+
+    from bench.api import Budget, ThreatModel, TrainContext
+    from bench.attacks import perturb
+    from bench.work.loop import train
+    from bench.plugins import compose
+    from bench.work.runner import build_model, load_dataset, threads
+
+    load_source(ref)
+    comp = compose(composition, config)
+    data = load_dataset(dataset, data_root)
+    with threads(1):
+        torch.manual_seed(0)
+        x, y = data.train_x[:16], data.train_y[:16]
+        model = build_model(data, arch)
+        for mod in comp.modifiers:
+            problem = mod.check_model(model)
+            if problem is not None:
+                raise ValueError(f"arch {arch!r}: {problem}")
+        ctx = TrainContext(model=model, train_x=x, train_y=y, val_x=x[:8], val_y=y[:8],
+                           num_classes=data.num_classes, budget=Budget(1, 8),
+                           threat=ThreatModel(*threat), device=torch.device("cpu"), seed=0,
+                           generator=torch.Generator().manual_seed(0), attack=perturb)
+        stats = train(comp.base, comp.modifiers, ctx)
+    if not stats.history:
+        raise ValueError("training ran no epoch: does the method's epochs() return 0?")
+    return {"steps": ctx.step, "loss": stats.history[-1]["train_loss"],
+            "flops": stats.train_flops}
+
+
+# -- submitting ------------------------------------------------------------------------
+
+@dataclass
+class SubmitReport:
+    submission_id: str
+    label: str
+    composition: str
+    smoke: dict
+    run: Any = None  # bench.execute.sequential.RunReport
+    ranks: list[str] = field(default_factory=list)
+
+
+def submission_id(source: Source, composition: str, config: dict, label: str) -> str:
+    from bench.grid.cells import stable_hash
+
+    return stable_hash({"code": source.code_sha, "composition": composition,
+                        "config": config, "label": label})[:12]
+
+
+def submit(source_ref: str, board: Path, *, label: str | None = None, method: str | None = None,
+           on: str | None = None, config: dict | None = None, authors: str | None = None,
+           link: str | None = None, license: str | None = None,
+           timeout: float = CELL_TIMEOUT_S, validate_timeout: float = VALIDATE_TIMEOUT_S,
+           show_progress: bool = True, log=print) -> SubmitReport:
+    from pydantic import ValidationError
+
+    from bench.results import store
+    from bench.execute.sequential import run_local
+    from bench.execute.isolation import CellFailed, call_isolated
+    from bench.plugins import CompositionError, compose
+    from bench.results.provenance import versions_json
+    from bench.work.runner import now
+    from bench.grid.spec import MethodSpec, SpecError, load_spec, results_location
+
+    board = Path(board)
+    spec = load_spec(board / "grid.yaml")
+    results = results_location(board, spec)
+    source = load_source(source_ref)
+    composition = composition_for(source, method, on)
+    config = dict(config or {})
+    try:
+        resolved = compose(composition, config).resolved_config()
+    except (CompositionError, ValidationError) as exc:
+        raise SubmissionError(f"{composition}: {exc}") from None
+    label = label or composition
+    taken = {m.display for m in spec.methods}
+    if label in taken:
+        raise SubmissionError(f"name {label!r} is already a method of {board}; choose another "
+                              "with --name")
+    entry = MethodSpec(name=composition, label=label, config=config)
+    try:
+        full = spec.model_copy(update={"methods": [*spec.methods, entry]})
+        from bench.grid.spec import validate_names
+
+        validate_names(full, board / "grid.yaml")
+    except SpecError as exc:
+        raise SubmissionError(str(exc)) from None
+
+    log(f"checking {label}: 2 training steps on 16 points of {spec.datasets[0]} "
+        f"({spec.archs[0]}), in a separate process...")
+    try:
+        smoke = call_isolated(smoke_test, source.ref, composition, config, spec.datasets[0],
+                              (entry.archs or spec.archs)[0], spec.data_root,
+                              (spec.train_threat.norm, spec.train_threat.eps),
+                              plugins=[source.ref], timeout=validate_timeout)
+    except CellFailed as exc:
+        raise SubmissionError(f"{label} failed its trial run (2 steps on 16 points): {exc}. "
+                              "Nothing was written.") from None
+    log(f"  ok: {smoke['steps']} steps, loss {smoke['loss']:.4f}")
+
+    sid = submission_id(source, composition, config, label)
+    code_path = None
+    if source.path is not None:  # keep the code that produced the rows beside them
+        code_path = Path("submission_code") / f"{sid}.py"
+        target = store.join(results, *code_path.parts)
+        if not store.exists(target):
+            data = source.path.read_bytes()
+            store.atomic_write_bytes(target, lambda f: f.write(data))
+    if not store.has_cell(results, "submissions", sid):
+        store.write_cell(results, "submissions", sid, [{
+            "submission_id": sid, "name": label, "authors": authors, "link": link,
+            "license": license, "method": composition, "code_sha": source.code_sha,
+            "created_at": now(), "source": source.ref if source.path is None else source.path.name,
+            "code_path": None if code_path is None else str(code_path),
+            "config": _json({"name": composition, **resolved}), "leaderboard": spec.name,
+            "versions": versions_json(), "kind": "method"}])
+    report = SubmitReport(submission_id=sid, label=label, composition=composition, smoke=smoke)
+    report.run = run_local(full, results, only_methods={label}, submission_id=sid,
+                           isolate=(source.ref,), cell_timeout=timeout,
+                           show_progress=show_progress)
+    report.ranks = ranks(results, label, board)
+    return report
+
+
+def _json(value) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True)
+
+
+def ranks(results, label: str, board: Path | None = None) -> list[str]:
+    """Where ``label`` stands on each (dataset, arch) it ran on, one line each."""
+    from bench.views.leaderboard import leaderboard_frame, load_tables
+    from bench.views.render import mce_reference
+
+    tables = load_tables(results)
+    runs = tables["runs"]
+    mine = runs[runs["method"] == label]
+    lines = []
+    for (dataset, arch), _ in mine.groupby(["dataset", "arch"]):
+        frame, _note = leaderboard_frame(tables, dataset=dataset, arch=arch,
+                                         mce_reference=mce_reference(results, board))
+        row = frame[frame["method"] == label]
+        ranked = frame["rank"].notna().sum()
+        attack = frame["rank_attack"].iloc[0]
+        by = f"{attack} robust" if attack else "clean"
+        if row.empty or row["rank"].isna().all():
+            lines.append(f"{label} on {dataset}/{arch}: not ranked (no finished run)")
+            continue
+        r = row.iloc[0]
+        score = r["robust_acc"] if attack else r["clean_acc"]
+        lines.append(f"{label} ranks #{int(r['rank'])} of {ranked} on {dataset}/{arch} by "
+                     f"{by} accuracy ({100 * score:.1f}%; clean {100 * r['clean_acc']:.1f}%)")
+    return lines
+

@@ -1,0 +1,1 @@
+"""Interoperability: RobustBench export and import, the autoattack alias, external models."""

@@ -1,0 +1,1 @@
+"""Results: the table schemas, the store of per-cell parquet files, provenance."""

@@ -1,0 +1,1 @@
+"""Views: read the tables and render leaderboards, comparisons, fronts, claims, checks."""

@@ -1,0 +1,355 @@
+"""The leaderboard frame: results tables aggregated to one ranked row per (method, dataset, arch).
+
+Ranked like RobustBench: by AutoAttack robust accuracy under one threat model. Where a
+selection has no AutoAttack rows the strongest attack present ranks it instead, and the
+returned note says so. Accuracies stay fractions in [0, 1]; formatting is the caller's job.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from bench.results.store import Location, empty_table, location, read_table
+
+KEYS = ["method", "dataset", "arch"]
+STANDARD_ATTACK = "autoattack"
+TABLES_USED = ("runs", "robustness", "latency", "corruption", "checks", "submissions")
+NO_RESULTS = "No results yet: `perbench run leaderboards/<name>` fills in the grid."
+
+BASE_COLUMNS = [
+    "rank", *KEYS, "status", "seeds", "failed", "clean_acc", "clean_acc_std", "rank_attack",
+    "robust_acc", "robust_acc_std", "train_flops", "train_pflops", "train_seconds",
+    "infer_flops", "params", "nonzero_params", "error", "run_ids",
+    # provenance: who submitted it ("built-in" for PERBench's own methods), with which
+    # code (PERBench git commit; the submission's code sha) and options
+    "source", "submission_id", "code_version", "config",
+]
+
+
+def load_tables(results: Location) -> dict[str, pd.DataFrame]:
+    """The tables a leaderboard reads, from ``leaderboards/<name>/results`` (or a URI)."""
+    return {name: read_table(location(results), name) for name in TABLES_USED}
+
+
+def format_eps(eps: float) -> str:
+    """``8/255`` where eps is a whole number of 255ths that no short decimal writes, else ``0.1``."""
+    steps = eps * 255
+    if round(eps, 4) != eps and abs(steps - round(steps)) < 1e-6:
+        return f"{round(steps)}/255"
+    return f"{eps:g}"
+
+
+def accuracy_columns(frame: pd.DataFrame) -> list[str]:
+    """Mean accuracy columns (fractions), in frame order; each has a ``<name>_std`` partner."""
+    return [c for c in frame.columns
+            if (c in ("clean_acc", "corruption_acc") or c.startswith("robust_"))
+            and not c.endswith("_std")]
+
+
+def threat_models(tables: Mapping[str, pd.DataFrame], *, dataset: str | None = None,
+                  arch: str | None = None) -> list[tuple[str, float]]:
+    """(norm, eps) pairs evaluated for the selection, most common first."""
+    runs = _select(_table(tables, "runs"), dataset, arch)
+    return list(_threat_model_counts(_robustness(tables, runs[runs["status"] != "failed"])).index)
+
+
+def leaderboard_frame(tables: Mapping[str, pd.DataFrame], *, dataset: str | None = None,
+                      arch: str | None = None, norm: str | None = None,
+                      eps: float | None = None, hardware: str | None = None,
+                      mce_reference: str = "erm") -> tuple[pd.DataFrame, str]:
+    """One ranked row per (method, dataset, arch), aggregated over seeds, and a note.
+
+    The note names the attack and threat model that ranked the table and why. Means and
+    sample standard deviations (ddof=1, NaN for one seed) are over the seeds that finished.
+    ``mce_reference`` is the method whose corruption errors normalise mCE.
+    """
+    all_runs = _table(tables, "runs")
+    if all_runs.empty:
+        return pd.DataFrame(columns=BASE_COLUMNS), NO_RESULTS
+    runs = _select(all_runs, dataset, arch)
+    if runs.empty:
+        return pd.DataFrame(columns=BASE_COLUMNS), (
+            f"No runs for dataset={dataset}, arch={arch}; available datasets: "
+            f"{', '.join(sorted(all_runs['dataset'].unique()))}; archs: "
+            f"{', '.join(sorted(all_runs['arch'].unique()))}.")
+    runs = runs.assign(_failed=runs["status"] == "failed")
+    board = _aggregate_runs(runs)
+    rob, threat_note = _pick_threat_model(tables, runs, norm, eps)
+    per_run = _best_row_per_attack(rob)
+    rank_attack, rank_note = _ranking_attack(per_run)
+    board = board.join(_attack_columns(per_run, rank_attack, board.index))
+    board = board.join(_latency_columns(_table(tables, "latency"), runs, hardware, board.index))
+    board = board.join(corruption_columns(_table(tables, "corruption"), runs, mce_reference,
+                                          board.index))
+    board["flags"] = check_flags(_table(tables, "checks"), runs).reindex(board.index)
+    board["error"] = _errors(runs, rob).reindex(board.index)
+    board = board.join(provenance(runs, _table(tables, "submissions")))
+    board = _rank(board.reset_index(), rank_attack)
+    return board, " ".join(part for part in (rank_note, threat_note) if part)
+
+
+def _table(tables: Mapping[str, pd.DataFrame], name: str) -> pd.DataFrame:
+    frame = tables.get(name)
+    return empty_table(name) if frame is None else frame
+
+
+def _select(runs: pd.DataFrame, dataset: str | None, arch: str | None) -> pd.DataFrame:
+    keep = np.ones(len(runs), dtype=bool)
+    if dataset is not None:
+        keep &= (runs["dataset"] == dataset).to_numpy()
+    if arch is not None:
+        keep &= (runs["arch"] == arch).to_numpy()
+    return runs[keep]
+
+
+def _aggregate_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Counts over all seeds; accuracy and costs over the seeds that finished."""
+    board = runs.groupby(KEYS).agg(
+        failed=("_failed", "sum"), seeds=("_failed", lambda f: int((~f).sum())),
+        run_ids=("run_id", lambda ids: ",".join(sorted(ids))))
+    ok = runs[~runs["_failed"]]
+    stats = ok.groupby(KEYS).agg(
+        clean_acc=("clean_acc", "mean"), clean_acc_std=("clean_acc", "std"),
+        train_flops=("train_flops", "mean"), train_seconds=("train_seconds", "mean"),
+        infer_flops=("infer_flops", "mean"), params=("params", "mean"),
+        nonzero_params=("nonzero_params", "mean"))
+    board = board.join(stats.astype(float))
+    board["train_pflops"] = board["train_flops"] / 1e15
+    for col in ("params", "nonzero_params"):  # pruning can vary nonzero counts across seeds
+        board[col] = board[col].round().astype("Int64")
+    board["status"] = np.where(board["failed"] == 0, "ok",
+                               np.where(board["seeds"] == 0, "failed", "partial"))
+    return board
+
+
+def _robustness(tables: Mapping[str, pd.DataFrame], runs: pd.DataFrame) -> pd.DataFrame:
+    """Robustness rows of the selected runs' attacks (ε sweeps are curves, not columns),
+    joined to their (method, dataset, arch, seed)."""
+    rob = _table(tables, "robustness")
+    if "sweep" in rob:
+        rob = rob[rob["sweep"].isna()]
+    return rob.merge(runs[["run_id", *KEYS, "seed"]], on="run_id")
+
+
+def corruption_errors(corruption: pd.DataFrame, runs: pd.DataFrame, reference: str
+                      ) -> pd.DataFrame:
+    """Per run: ``corruption_acc`` (mean over corruptions and severities) and ``mce``.
+
+    mCE as Hendrycks & Dietterich (2019) define it and EWS (Table 2) reports it: for each
+    corruption, the run's error summed over severities divided by the reference method's
+    on the same (dataset, arch) (its mean over seeds), then the mean over corruptions.
+    NaN where the reference has no corruption results for that (dataset, arch).
+    """
+    rows = corruption.merge(runs.loc[~runs["_failed"], ["run_id", *KEYS]], on="run_id")
+    if rows.empty:
+        return pd.DataFrame(columns=["run_id", *KEYS, "corruption_acc", "mce"])
+    rows = rows.assign(err=1.0 - rows["acc"])
+    per_c = rows.groupby(["run_id", *KEYS, "corruption"], as_index=False)["err"].sum()
+    ref = (per_c[per_c["method"] == reference].groupby(["dataset", "arch", "corruption"])["err"]
+           .mean().rename("ref_err").reset_index())
+    per_c = per_c.merge(ref, on=["dataset", "arch", "corruption"], how="left")
+    per_c["ce"] = per_c["err"] / per_c["ref_err"]
+    out = per_c.groupby(["run_id", *KEYS]).agg(mce=("ce", lambda ce: ce.mean(skipna=False)))
+    out["corruption_acc"] = rows.groupby(["run_id", *KEYS])["acc"].mean()
+    return out.reset_index()
+
+
+def corruption_columns(corruption: pd.DataFrame, runs: pd.DataFrame, reference: str,
+                       index: pd.MultiIndex) -> pd.DataFrame:
+    """``corruption_acc`` and ``mce``, mean and std over seeds, per group."""
+    per_run = corruption_errors(corruption, runs, reference)
+    if per_run.empty:
+        return pd.DataFrame(index=index)
+    grouped = per_run.groupby(KEYS)
+    return pd.DataFrame({
+        "corruption_acc": grouped["corruption_acc"].mean(),
+        "corruption_acc_std": grouped["corruption_acc"].std(),
+        "mce": grouped["mce"].mean(), "mce_std": grouped["mce"].std(),
+    }, index=index, dtype=float)
+
+
+def check_flags(checks: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
+    """Per group, the reliability checks that failed and on how many of its seeds:
+    ``"blackbox_beats_whitebox (1/3 seeds)"``; empty where every check passed."""
+    rows = checks.merge(runs.loc[~runs["_failed"], ["run_id", *KEYS]], on="run_id")
+    seeds = runs[~runs["_failed"]].groupby(KEYS)["run_id"].nunique()
+    failed = rows[rows["passed"] == False]  # noqa: E712  (nullable booleans)
+    flags = {}
+    for key, group in failed.groupby(KEYS):
+        counts = group.groupby("check")["run_id"].nunique()
+        flags[key] = ", ".join(f"{c} ({n}/{seeds.get(key, n)} seeds)" for c, n in counts.items())
+    checked = rows.groupby(KEYS).size().index
+    series = pd.Series("", index=checked, dtype=object)
+    for key, text in flags.items():
+        series[key] = text
+    return series
+
+
+def _finished(rob: pd.DataFrame) -> pd.DataFrame:
+    return rob[(rob["status"] != "failed") & rob["robust_acc"].notna()]
+
+
+def _threat_model_counts(rob: pd.DataFrame) -> pd.Series:
+    """Finished evaluations per (norm, eps), most first; ties in (norm, eps) order."""
+    counts = _finished(rob).groupby(["norm", "eps"]).size()
+    return counts.sort_values(ascending=False, kind="stable")
+
+
+def _pick_threat_model(tables: Mapping[str, pd.DataFrame], runs: pd.DataFrame,
+                       norm: str | None, eps: float | None) -> tuple[pd.DataFrame, str]:
+    """Rows of one (norm, eps): the caller's choice, else the most common one."""
+    rob = _robustness(tables, runs[~runs["_failed"]])
+    found = _threat_model_counts(rob)
+    if found.empty:
+        return rob, ""
+    available = ", ".join(f"{n} {format_eps(e)}" for n, e in found.index)
+    wanted = [(n, e) for n, e in found.index
+              if (norm is None or n == norm) and (eps is None or np.isclose(e, eps))]
+    if not wanted:
+        return rob.iloc[:0], (f"No robustness results for norm={norm}, eps={eps}; "
+                              f"available threat models: {available}.")
+    chosen_norm, chosen_eps = wanted[0]
+    rob = rob[(rob["norm"] == chosen_norm) & np.isclose(rob["eps"], chosen_eps)]
+    note = f"Threat model: {chosen_norm}, eps {format_eps(chosen_eps)}"
+    if len(found) > 1 and norm is None and eps is None:
+        note += f" (the most common of {available}; pass norm/eps to pick another)"
+    return rob, note + "."
+
+
+def _best_row_per_attack(rob: pd.DataFrame) -> pd.DataFrame:
+    """One row per (run, attack): the most points evaluated, then the worst case found.
+
+    An attack may be run twice on one model (more steps, more points); the larger
+    evaluation is the more precise and the lower robust accuracy the more reliable.
+    """
+    done = _finished(rob).sort_values(["n_examples", "robust_acc"], ascending=[False, True],
+                                      na_position="last")
+    return done.drop_duplicates(["run_id", "attack"])
+
+
+def _ranking_attack(per_run: pd.DataFrame) -> tuple[str | None, str]:
+    if per_run.empty:
+        return None, "No robustness results for this selection; ranked by clean accuracy."
+    if (per_run["attack"] == STANDARD_ATTACK).any():
+        return STANDARD_ATTACK, (f"Ranked by {STANDARD_ATTACK} robust accuracy, the standardized "
+                                 "evaluation.")
+    means = per_run.groupby("attack")["robust_acc"].mean().sort_values(kind="stable")
+    strongest = str(means.index[0])
+    ladder = " < ".join(f"{a} {m:.1%}" for a, m in means.items())
+    return strongest, (f"Ranked by {strongest} robust accuracy: no {STANDARD_ATTACK} results "
+                       f"for this selection, so the strongest attack present ranks it "
+                       f"(lowest mean robust accuracy: {ladder}).")
+
+
+def _attack_columns(per_run: pd.DataFrame, rank_attack: str | None,
+                    index: pd.MultiIndex) -> pd.DataFrame:
+    """``robust_<attack>`` mean and std per group: the ranking attack first, then strongest."""
+    strength = per_run.groupby("attack")["robust_acc"].mean().sort_values(kind="stable")
+    columns: dict[str, pd.Series] = {}
+    for attack in sorted(strength.index, key=lambda a: a != rank_attack):
+        acc = per_run[per_run["attack"] == attack].groupby(KEYS)["robust_acc"]
+        columns[f"robust_{attack}"], columns[f"robust_{attack}_std"] = acc.mean(), acc.std()
+    frame = pd.DataFrame(columns, index=index, dtype=float)
+    ranked = f"robust_{rank_attack}"
+    frame.insert(0, "robust_acc", frame[ranked] if rank_attack else np.nan)
+    frame.insert(1, "robust_acc_std", frame[f"{ranked}_std"] if rank_attack else np.nan)
+    return frame
+
+
+def _latency_columns(latency: pd.DataFrame, runs: pd.DataFrame, hardware: str | None,
+                     index: pd.MultiIndex) -> pd.DataFrame:
+    """``latency_ms_<hardware>`` (mean p50 over seeds) and ``latency_skipped_<hardware>``.
+
+    Single-stream latency is the smallest batch size measured (batch 1 under the protocol);
+    larger batches measure throughput, not the latency a user waits for. A skip reason is
+    kept only for groups where no seed was measured on that profile.
+    """
+    lat = latency.merge(runs.loc[~runs["_failed"], ["run_id", *KEYS]], on="run_id")
+    if hardware is not None:
+        lat = lat[lat["hardware"] == hardware]
+    measured = lat[lat["latency_ms_p50"].notna()].sort_values("batch_size", kind="stable")
+    measured = measured.drop_duplicates(["run_id", "hardware"])
+    skipped = lat[lat["latency_ms_p50"].isna() & lat["skipped_reason"].notna()]
+    columns: dict[str, pd.Series] = {}
+    for hw in sorted(lat["hardware"].unique()):
+        p50 = measured[measured["hardware"] == hw].groupby(KEYS)["latency_ms_p50"].mean()
+        reasons = skipped[skipped["hardware"] == hw].groupby(KEYS)["skipped_reason"].first()
+        columns[f"latency_ms_{hw}"] = p50.astype(float)
+        if not reasons.empty:
+            columns[f"latency_skipped_{hw}"] = reasons.drop(p50.index, errors="ignore")
+    return pd.DataFrame(columns, index=index)
+
+
+def provenance(runs: pd.DataFrame, submissions: pd.DataFrame) -> pd.DataFrame:
+    """Per group: ``source`` (the submission's name and authors, or "built-in"),
+    ``submission_id``, ``code_version`` (PERBench commit(s) and the submitted code's sha)
+    and ``config`` (the resolved options), each the distinct values over its runs."""
+    import json
+
+    subs = submissions.drop_duplicates("submission_id").set_index("submission_id")
+
+    def commit(versions) -> str:
+        try:
+            sha = json.loads(versions).get("perbench_git") if isinstance(versions, str) else None
+        except ValueError:
+            sha = None
+        return "?" if not sha else sha[:10] + ("+dirty" if sha.endswith("+dirty") else "")
+
+    def joined(values) -> str:
+        return "; ".join(sorted({v for v in values if isinstance(v, str) and v}))
+
+    rows = {}
+    for key, group in runs.groupby(KEYS):
+        sids = sorted({s for s in group["submission_id"] if isinstance(s, str)})
+        sources, codes = [], [f"perbench {joined(group['versions'].map(commit))}"]
+        for sid in sids:
+            if sid in subs.index:
+                sub = subs.loc[sid]
+                by = f" by {sub['authors']}" if isinstance(sub["authors"], str) else ""
+                sources.append(f"submission {sid}{by}")
+                codes.append(f"code {str(sub['code_sha'])[:12]}")
+            else:
+                sources.append(f"submission {sid} (no submissions row)")
+        rows[key] = {"source": "; ".join(sources) or "built-in",
+                     "submission_id": ",".join(sids) or None,
+                     "code_version": "; ".join(codes), "config": joined(group["method_config"])}
+    if not rows:
+        return pd.DataFrame(columns=["source", "submission_id", "code_version", "config"])
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index = pd.MultiIndex.from_tuples(frame.index, names=KEYS)
+    return frame
+
+
+def _errors(runs: pd.DataFrame, rob: pd.DataFrame) -> pd.Series:
+    """'seed 1: <first line>' for failed training runs and failed evaluations, per group."""
+    def first_line(text) -> str:
+        return str(text).strip().splitlines()[0] if isinstance(text, str) and text.strip() else "?"
+
+    failed_runs = runs[runs["_failed"]]
+    lines = [(tuple(r[k] for k in KEYS), f"seed {r['seed']}: {first_line(r['error'])}")
+             for _, r in failed_runs.iterrows()]
+    failed_evals = rob[rob["status"] == "failed"]
+    lines += [(tuple(r[k] for k in KEYS), f"{r['attack']} seed {r['seed']}: {first_line(r['error'])}")
+              for _, r in failed_evals.iterrows()]
+    if not lines:
+        return pd.Series(dtype=object)
+    keys, texts = zip(*lines)
+    series = pd.Series(texts, index=pd.MultiIndex.from_tuples(keys, names=KEYS), dtype=object)
+    return series.groupby(level=KEYS).agg("; ".join)
+
+
+def _rank(board: pd.DataFrame, rank_attack: str | None) -> pd.DataFrame:
+    """Sort within each (dataset, arch) by the ranking score; rows without one are unranked."""
+    score = "robust_acc" if rank_attack is not None else "clean_acc"
+    board["rank_attack"] = rank_attack
+    board = board.sort_values(["dataset", "arch", score, "clean_acc", "method"],
+                              ascending=[True, True, False, False, True], na_position="last")
+    ranked = board[score].notna()
+    board["rank"] = ranked.groupby([board["dataset"], board["arch"]]).cumsum().astype("Int64")
+    board.loc[~ranked, "rank"] = pd.NA
+    rest = [c for c in board.columns if c not in BASE_COLUMNS]
+    tail = ["error", "run_ids", "source", "submission_id", "code_version", "config"]
+    ordered = [c for c in BASE_COLUMNS if c not in tail]
+    return board[[*ordered, *rest, *tail]].reset_index(drop=True)

@@ -1,0 +1,384 @@
+"""Reliability checks: a robustness number that looks too good says so.
+
+Gradient masking makes a model look robust to the attacks tried without making it robust
+(Athalye et al. 2018, "Obfuscated Gradients Give a False Sense of Security"). Following
+AutoAttack's ``checks.py`` (Croce & Hein 2020) and the sanity checks of Carlini et al. 2019
+("On Evaluating Adversarial Robustness"), two kinds of check turn its symptoms into rows:
+
+- model-level (``model_checks``): a few forward and backward passes on clean points ask
+  whether gradient attacks can work on this model at all;
+- result-level (``result_checks``): the robustness rows of one run are compared with each
+  other for orderings every sound evaluation obeys.
+
+Each check gives one row ``{check, passed, detail, value}``: ``value`` is the number behind
+the verdict and ``detail`` says it in words, so a reader can judge a borderline case. A check
+whose inputs are missing (no Square row, one ε only, no clean-correct point) gives no row.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.attacks.ascent import Norm, l2_norms, step_direction
+from bench.attacks.evaluate import _evaluating
+from bench.views.leaderboard import format_eps
+
+# --- thresholds ------------------------------------------------------------------------------
+
+# A gradient whose L2 norm is at most this is zero in effect: ascent.step_direction divides
+# L2 gradients by max(norm, 1e-12), so below it an L2 step shrinks with the gradient.
+ZERO_GRADIENT_NORM = 1e-12
+# AutoAttack warns on any zero gradient. A point with one is never moved by a gradient
+# attack and so counts as robust unattacked: robust accuracy is overestimated by up to this
+# fraction of the points. 1% matches MARGIN_FLOOR, the smallest gap the result checks flag.
+ZERO_GRADIENT_FRACTION = 0.01
+RANDOMIZED_PASSES = 3  # forward passes compared (AutoAttack's check_randomized uses 5)
+# Logits are scaled to unit L2 norm per point before comparing passes (as AutoAttack does),
+# so the tolerance is scale-free; it sits far above float32 and GPU-kernel noise (~1e-6).
+RANDOMIZED_TOLERANCE = 1e-4
+SOFTMAX_TOLERANCE = 1e-4  # |row sum - 1| or |logsumexp| below this on every point
+LOSS_STEPS = (0.25, 0.5, 1.0)  # steps along the gradient, as fractions of eps
+RANDOM_DIRECTIONS = 3  # random directions the gradient direction must beat
+# A useful gradient beats RANDOM_DIRECTIONS random ones on nearly every point; a gradient
+# that points nowhere (shattered) beats them on about 1 point in RANDOM_DIRECTIONS + 1.
+# Failing when most points are not described sits between the two.
+UNDESCRIBED_FRACTION = 0.5
+
+MARGIN_FLOOR = 0.01  # one point in a hundred: randomized attacks differ by this across seeds
+AUTOATTACK_GAP = 0.05  # AutoAttack this far below every other attack: they overestimate
+# ε at or above which robust accuracy must be at most chance. In [0,1] pixel units the grey
+# image 0.5 lies within L∞ 0.5 of every input, so at ε = 0.5 at most the points of the one
+# class it is assigned can stay robust. (ε = 0.3, MNIST's standard budget, is not enough:
+# PGD-trained MNIST models keep ~90% there, Madry et al. 2018.) L2 needs 0.5·sqrt(d), which
+# depends on the image size: callers pass it.
+LARGE_EPS: Mapping[str, float] = {"Linf": 0.5}
+WHOLE_BOX_EPS = 1.0  # L∞: every image is reachable, so robust accuracy must be ~0
+
+ONE_STEP = ("fgsm", "ffgsm")
+ITERATIVE = ("pgd", "apgd-ce", "apgd-t", "cw", "mifgsm", "difgsm")
+WHITE_BOX = (*ONE_STEP, *ITERATIVE, "fab-t")
+BLACK_BOX = "square"
+ENSEMBLE = "autoattack"
+
+Row = dict[str, object]
+
+
+def _row(check: str, passed: bool, detail: str, value: float) -> Row:
+    return {"check": check, "passed": bool(passed), "detail": detail, "value": float(value)}
+
+
+# --- model-level checks ----------------------------------------------------------------------
+
+def model_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: Norm, eps: float,
+                 seed: int = 0) -> list[Row]:
+    """Rows for ``randomized_outputs``, ``softmax_outputs``, ``zero_gradients`` and
+    ``loss_along_gradient`` of ``model`` on (x, y), inputs in [0, 1].
+
+    Meant for a few hundred points: it costs RANDOMIZED_PASSES forward passes, one
+    backward pass and (1 + RANDOM_DIRECTIONS) · len(LOSS_STEPS) forward passes on the
+    clean-correct points. The model runs in eval mode with frozen weights, and torch's
+    global RNG is seeded with ``seed`` and restored, so the rows depend only on the seed.
+    The gradient checks give no row when no point is classified correctly, and
+    ``loss_along_gradient`` none at eps = 0.
+    """
+    x, y = x.detach(), y.detach()
+    cuda = [x.device.index or 0] if x.device.type == "cuda" else []
+    with _evaluating(model), torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)  # a randomized model's outputs then depend on the seed alone
+        generator = torch.Generator(device=x.device).manual_seed(seed)
+        outputs = [model(x) for _ in range(RANDOMIZED_PASSES)]
+        rows = [_randomized_outputs(outputs), _softmax_outputs(outputs[0])]
+        correct = outputs[0].argmax(dim=1) == y
+        if correct.any():
+            xc, yc = x[correct], y[correct]
+            grad = _input_gradients(model, xc, yc)
+            rows.append(_zero_gradients(grad))
+            if eps > 0:  # the ε-ball of radius 0 has no direction to step in
+                rows.append(_loss_along_gradient(model, xc, yc, grad, norm, eps, generator))
+    return rows
+
+
+def _input_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-point gradient of the CE loss w.r.t. an added delta (DESIGN: FlopCounterMode
+    raises on gradients w.r.t. a leaf fed straight into a module); summed, so a point's
+    gradient does not depend on its batch. Zero where the loss has no path to the input."""
+    delta = torch.zeros_like(x, requires_grad=True)
+    with torch.enable_grad():
+        loss = F.cross_entropy(model(x + delta), y, reduction="sum")
+        if not loss.requires_grad:  # e.g. argmax inside: no gradient at all
+            return torch.zeros_like(x)
+        (grad,) = torch.autograd.grad(loss, delta)
+    return grad
+
+
+def _randomized_outputs(outputs: list[torch.Tensor]) -> Row:
+    """AutoAttack ``check_randomized``; Athalye et al. 2018 §3.2 (stochastic gradients):
+    a model whose eval-mode outputs vary needs EOT, which no attack here applies."""
+    scaled = [o / l2_norms(o)[:, None].clamp_min(1e-12) for o in outputs]
+    diff = max((a - b).abs().max().item() for a in scaled for b in scaled)
+    preds = torch.stack([o.argmax(dim=1) for o in outputs])
+    changed = int((preds != preds[0]).any(dim=0).sum())
+    passed = diff <= RANDOMIZED_TOLERANCE and changed == 0
+    detail = (f"{len(outputs)} eval-mode forward passes on {len(preds[0])} points differ by up to "
+              f"{diff:.3g} (logits scaled to unit norm, tolerance {RANDOMIZED_TOLERANCE:g}); "
+              f"{changed} predictions changed")
+    if not passed:
+        detail += ": the model is randomized (dropout left on, random transforms?) and " \
+                  "attacks without EOT overestimate its robustness"
+    return _row("randomized_outputs", passed, detail, diff)
+
+
+def _softmax_outputs(logits: torch.Tensor) -> Row:
+    """AutoAttack ``check_range_output``: probabilities (or log-probabilities) instead of
+    logits make the CE loss saturate, so its gradients vanish and attacks on it stall."""
+    in_range = bool(((logits >= -SOFTMAX_TOLERANCE) & (logits <= 1 + SOFTMAX_TOLERANCE)).all())
+    prob_gap = (logits.sum(dim=1) - 1).abs().max().item() if in_range else math.inf
+    log_prob_gap = logits.logsumexp(dim=1).abs().max().item()
+    value = min(prob_gap, log_prob_gap)
+    passed = value > SOFTMAX_TOLERANCE
+    kind = "probabilities" if prob_gap <= log_prob_gap else "log-probabilities"
+    detail = (f"outputs are logits: at least {value:.3g} from {kind} "
+              f"(tolerance {SOFTMAX_TOLERANCE:g})" if passed else
+              f"outputs look like {kind} (within {value:.3g} on every point): the model "
+              f"must return logits, or CE gradients vanish")
+    return _row("softmax_outputs", passed, detail, value)
+
+
+def _zero_gradients(grad: torch.Tensor) -> Row:
+    """AutoAttack ``check_zero_gradients``; Athalye et al. 2018 §3.1 (shattered gradients):
+    a zero input gradient leaves gradient attacks where they start."""
+    zero = l2_norms(grad) <= ZERO_GRADIENT_NORM
+    fraction = zero.float().mean().item()
+    passed = fraction <= ZERO_GRADIENT_FRACTION
+    detail = (f"{int(zero.sum())} of {len(zero)} clean-correct points ({fraction:.1%}) have an "
+              f"input gradient of L2 norm <= {ZERO_GRADIENT_NORM:g} "
+              f"(threshold {ZERO_GRADIENT_FRACTION:.0%})")
+    if not passed:
+        detail += ": gradient attacks cannot move them"
+    return _row("zero_gradients", passed, detail, fraction)
+
+
+def _loss_along_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, grad: torch.Tensor,
+                         norm: Norm, eps: float, generator: torch.Generator) -> Row:
+    """Athalye et al. 2018 §3.1 (shattered gradients) and Carlini et al. 2019's advice to
+    rule out gradient masking: the loss must rise along the input gradient, and more than
+    along random directions of the same size, or the gradient does not describe the model.
+
+    A point is described when its best loss over steps of LOSS_STEPS · eps along the
+    gradient's ascent direction exceeds its clean loss and its best loss along each of
+    RANDOM_DIRECTIONS random directions (random signs for L∞, Gaussian for L2).
+    """
+    def best_loss(direction: torch.Tensor) -> torch.Tensor:
+        return torch.stack([
+            F.cross_entropy(model((x + s * eps * direction).clamp(0, 1)), y, reduction="none")
+            for s in LOSS_STEPS]).amax(dim=0)
+
+    def random_direction() -> torch.Tensor:
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return step_direction(noise, norm)
+
+    clean = F.cross_entropy(model(x), y, reduction="none")
+    along_gradient = best_loss(step_direction(grad, norm))
+    along_random = torch.stack([best_loss(random_direction())
+                                for _ in range(RANDOM_DIRECTIONS)]).amax(dim=0)
+    described = (along_gradient > clean) & (along_gradient > along_random)
+    fraction = 1 - described.float().mean().item()
+    passed = fraction <= UNDESCRIBED_FRACTION
+    detail = (f"on {fraction:.1%} of {len(y)} clean-correct points the CE loss rises no more "
+              f"along the gradient than along {RANDOM_DIRECTIONS} random directions "
+              f"(steps {', '.join(f'{s:g}' for s in LOSS_STEPS)} x {norm} eps={format_eps(eps)}; "
+              f"threshold {UNDESCRIBED_FRACTION:.0%})")
+    if not passed:
+        detail += ": the gradients do not describe the model (shattered or obfuscated)"
+    return _row("loss_along_gradient", passed, detail, fraction)
+
+
+# --- result-level checks ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Finding:
+    """One comparison behind a result check: ``excess`` > 0 means it fails."""
+
+    excess: float  # how far the observation lies past its tolerance
+    value: float
+    detail: str
+
+
+def result_checks(rows: pd.DataFrame, num_classes: int, *, autoattack_gap: float = AUTOATTACK_GAP,
+                  large_eps: Mapping[str, float] = LARGE_EPS) -> list[Row]:
+    """Rows for ``blackbox_beats_whitebox``, ``one_step_beats_iterative``,
+    ``autoattack_gap``, ``eps_monotone`` and ``large_eps_zero`` over one run's robustness
+    rows (columns attack, norm, eps, steps, n_examples, robust_acc, status; ``restarts``
+    is used where present). Failed and unfinished rows are ignored.
+
+    Attacks are compared within one norm and one ε. Where an attack has several rows
+    there (more steps, more points), its lowest robust accuracy stands for it. Each check
+    gives one row, for its worst comparison, and none when it has nothing to compare.
+    """
+    done = rows[(rows["status"] != "failed") & rows["robust_acc"].notna()]
+    done = done.assign(eps_key=done["eps"].round(9))  # one ε, however it was parsed
+    # Per (norm, ε, attack) the strongest row: the worst case any of its settings found.
+    strongest = (done.sort_values(["robust_acc", "n_examples"], ascending=[True, False])
+                 .drop_duplicates(["norm", "eps_key", "attack"]))
+    findings = {
+        "blackbox_beats_whitebox": list(_blackbox_beats_whitebox(strongest)),
+        "one_step_beats_iterative": list(_one_step_beats_iterative(strongest)),
+        "autoattack_gap": list(_autoattack_gap(strongest, autoattack_gap)),
+        "eps_monotone": list(_eps_monotone(done)),
+        "large_eps_zero": list(_large_eps_zero(strongest, num_classes, large_eps)),
+    }
+    return [_verdict(check, found) for check, found in findings.items() if found]
+
+
+def _verdict(check: str, findings: list[_Finding]) -> Row:
+    """The worst finding speaks for the check; the count of other failures is appended."""
+    worst = max(findings, key=lambda f: f.excess)
+    failing = sum(f.excess > 0 for f in findings)
+    detail = worst.detail + (f" (and {failing - 1} more failing)" if failing > 1 else "")
+    return _row(check, failing == 0, detail, worst.value)
+
+
+def _margin(p1: float, p2: float, n1: int, n2: int) -> float:
+    """Tolerance for a gap between two robust accuracies: two binomial standard errors at
+    their mean accuracy on the smaller evaluation, at least MARGIN_FLOOR.
+
+    Evaluations are nested subsets (DESIGN): the smaller one's sampling error bounds how
+    far the two can disagree by chance; on the same points the margin also absorbs the
+    seed-to-seed spread of randomized attacks. A one-point gap on n >= 2 points never
+    exceeds it: the mean p then lies in [1/(2n), 1 - 1/(2n)], where 2·sqrt(p(1-p)/n) > 1/n.
+    """
+    p, n = (p1 + p2) / 2, min(n1, n2)
+    return max(MARGIN_FLOOR, 2 * math.sqrt(p * (1 - p) / n))
+
+
+def _numbers(gap: float, n1: int, n2: int, margin: float, gap_name: str = "gap") -> str:
+    n = f"{n1}" if n1 == n2 else f"{n1}/{n2}"
+    return f"({gap_name} {gap:.3f}, n={n}, margin {margin:.3f})"
+
+
+def _excess(gap: float, tolerance: float) -> float:
+    return gap - tolerance - 1e-9  # float slack: 0.53 - 0.52 is not above 0.01
+
+
+def _by_threat_model(strongest: pd.DataFrame) -> Iterable[pd.DataFrame]:
+    for _, group in strongest.groupby(["norm", "eps_key"], sort=True):
+        yield group.set_index("attack")
+
+
+def _contest(strongest: pd.DataFrame, suspects: Sequence[str], reference: Sequence[str],
+             suspect_label: str, reference_label: str, *, tolerance: float | None = None,
+             consequence: str) -> Iterable[_Finding]:
+    """The best ``suspects`` attack against the best ``reference`` attack at each threat
+    model holding both: a finding when the suspect is lower by more than the margin (or
+    ``tolerance``, where larger). ``value`` is the reference's robust accuracy minus the
+    suspect's."""
+    for group in _by_threat_model(strongest):
+        sus, ref = group[group.index.isin(suspects)], group[group.index.isin(reference)]
+        if sus.empty or ref.empty:
+            continue
+        s_name, r_name = sus["robust_acc"].idxmin(), ref["robust_acc"].idxmin()
+        s, r = sus.loc[s_name], ref.loc[r_name]
+        gap = r["robust_acc"] - s["robust_acc"]
+        margin = _margin(s["robust_acc"], r["robust_acc"], s["n_examples"], r["n_examples"])
+        allowed = margin if tolerance is None else max(margin, tolerance)
+        excess = _excess(gap, allowed)
+        relation = "<" if gap > 0 else ">="
+        detail = (f"{suspect_label}{s_name} {s['robust_acc']:.3f} {relation} {reference_label}"
+                  f"{r_name} {r['robust_acc']:.3f} at {s['norm']} eps={format_eps(s['eps'])} "
+                  f"{_numbers(gap, int(s['n_examples']), int(r['n_examples']), allowed)}")
+        if excess > 0:
+            detail += f": {consequence}"
+        yield _Finding(excess, gap, detail)
+
+
+def _blackbox_beats_whitebox(strongest: pd.DataFrame) -> Iterable[_Finding]:
+    """AutoAttack ``check_square_sr``; Athalye et al. 2018 §3.4 ("black-box attacks are
+    better than white-box attacks" is a sign of obfuscated gradients): Square, which never
+    sees a gradient, finding more than every white-box attack means the gradients mislead."""
+    return _contest(strongest, [BLACK_BOX], WHITE_BOX, "", "best white-box ",
+                    consequence="gradient masking: white-box attacks overestimate robustness")
+
+
+def _one_step_beats_iterative(strongest: pd.DataFrame) -> Iterable[_Finding]:
+    """Carlini et al. 2019, "verify iterative attacks perform better than single-step
+    attacks"; Athalye et al. 2018 §3.4: a single step beating many steps of the same
+    gradient means the iterations are stuck (masked or badly configured)."""
+    return _contest(strongest, ONE_STEP, ITERATIVE, "one-step ", "best iterative ",
+                    consequence="iterative attacks are stuck (gradient masking or a bad step size)")
+
+
+def _autoattack_gap(strongest: pd.DataFrame, gap: float) -> Iterable[_Finding]:
+    """Croce & Hein 2020 found AutoAttack lowering the reported robust accuracy of most
+    defenses they re-evaluated: AutoAttack far below every other attack means those attacks,
+    and any leaderboard column using them, overestimate robustness."""
+    others = strongest.loc[strongest["attack"] != ENSEMBLE, "attack"].unique().tolist()
+    return _contest(strongest, [ENSEMBLE], others, "", "best other attack ", tolerance=gap,
+                    consequence="the other attacks overestimate robustness")
+
+
+def _eps_monotone(done: pd.DataFrame) -> Iterable[_Finding]:
+    """Carlini et al. 2019, "verify increasing the perturbation budget strictly increases
+    attack success rate": the ε-balls are nested, so one attack's robust accuracy cannot
+    rise with ε beyond noise. Rows are grouped by attack, norm, steps and restarts, so
+    that a stronger setting at a larger ε is not mistaken for a rise."""
+    keys = ["attack", "norm", *[c for c in ("steps", "restarts") if c in done]]
+    for _, group in done.groupby(keys, dropna=False, sort=True):
+        group = group.sort_values(["eps", "robust_acc"])
+        records = group.to_dict("records")
+        for i, low in enumerate(records):
+            for high in records[i + 1:]:
+                if high["eps_key"] <= low["eps_key"]:
+                    continue
+                rise = high["robust_acc"] - low["robust_acc"]
+                n_low, n_high = int(low["n_examples"]), int(high["n_examples"])
+                margin = _margin(low["robust_acc"], high["robust_acc"], n_low, n_high)
+                excess = _excess(rise, margin)
+                detail = (f"{low['attack']} robust acc {low['robust_acc']:.3f} at {low['norm']} "
+                          f"eps={format_eps(low['eps'])}, {high['robust_acc']:.3f} at eps="
+                          f"{format_eps(high['eps'])} "
+                          f"{_numbers(rise, n_low, n_high, margin, gap_name='rise')}")
+                if excess > 0:
+                    detail += ": robust accuracy rises with eps, so the attack fails at larger eps"
+                yield _Finding(excess, rise, detail)
+
+
+def _large_eps_zero(strongest: pd.DataFrame, num_classes: int,
+                    large_eps: Mapping[str, float]) -> Iterable[_Finding]:
+    """Carlini et al. 2019, "with 'high' distortion, model accuracy should reach levels of
+    random guessing"; Athalye et al. 2018 §3.4 (unbounded attacks must reach 100% success):
+    at the largest ε tried per norm, if it is at least ``large_eps[norm]``, the best
+    attack must bring robust accuracy to chance (1/num_classes) + margin, and to ~0
+    (MARGIN_FLOOR) at L∞ ε >= 1, where every image is reachable.
+
+    An ε sweep that stops once accuracy falls below chance (thesis Algorithm 2) never
+    reaches the large ε. Robust accuracy already at chance at a smaller ε passes: the
+    ε-balls are nested, so a larger ε cannot raise it (``eps_monotone`` watches that).
+    Above chance at a smaller ε there is nothing to judge, and no row."""
+    for norm, group in strongest.groupby("norm", sort=True):
+        if norm not in large_eps:
+            continue
+        top = group[group["eps_key"] == group["eps_key"].max()]
+        best = top.loc[top["robust_acc"].idxmin()]
+        eps, acc, n = best["eps"], best["robust_acc"], int(best["n_examples"])
+        if norm == "Linf" and eps >= WHOLE_BOX_EPS:
+            limit, margin, bound = 0.0, MARGIN_FLOOR, "0 (every image is reachable)"
+        else:
+            limit = 1 / num_classes
+            margin = _margin(acc, limit, n, n)
+            bound = f"chance {limit:.3f}"
+        excess = _excess(acc - limit, margin)
+        detail = (f"best attack {best['attack']} leaves robust acc {acc:.3f} at {norm} "
+                  f"eps={format_eps(eps)}; allowed: {bound} + margin {margin:.3f} (n={n})")
+        if eps < large_eps[norm]:
+            if excess > 0:
+                continue
+            detail += f", already below the large eps={format_eps(large_eps[norm])}"
+        elif excess > 0:
+            detail += ": the attacks fail where any model must break"
+        yield _Finding(excess, acc, detail)
