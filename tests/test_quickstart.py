@@ -1,6 +1,8 @@
-"""The full quickstart grid (slow): the issue's acceptance claims, checked on real runs."""
+"""The full quickstart grid (slow): the issue's acceptance claims, checked on real runs,
+and its tables against the snapshot taken before the engine was restructured."""
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -9,18 +11,25 @@ from pathlib import Path
 import pytest
 
 from bench.results import store
+from quickstart_snapshot import columns_of, snapshot
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "leaderboards" / "quickstart"
+SNAPSHOT = Path(__file__).resolve().parent / "fixtures" / "quickstart_snapshot" / "tables.json"
+CMD = [sys.executable, "-m", "bench.cli", "run"]
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory) -> Path:
+    board = tmp_path_factory.mktemp("qs") / "quickstart"
+    shutil.copytree(QUICKSTART, board, ignore=shutil.ignore_patterns("results"))
+    first = subprocess.run(CMD + [str(board)], capture_output=True, text=True, timeout=3600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    return board
 
 
 @pytest.mark.slow
-def test_quickstart_claims(tmp_path):
-    board = tmp_path / "quickstart"
-    shutil.copytree(QUICKSTART, board, ignore=shutil.ignore_patterns("results"))
-    cmd = [sys.executable, "-m", "bench.cli", "run", str(board)]
-    first = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-    assert first.returncode == 0, first.stderr[-3000:]
-    results = board / "results"
+def test_quickstart_claims(quickstart):
+    results = quickstart / "results"
     runs = store.read_table(results, "runs").set_index("method")
     assert (runs["status"] == "ok").all(), runs["error"]
     rob = store.read_table(results, "robustness").merge(
@@ -30,7 +39,24 @@ def test_quickstart_claims(tmp_path):
     assert pgd["pgd_at"] > pgd["erm"] + 0.3, pgd
     assert runs.loc["fast_at", "train_flops"] < 0.35 * runs.loc["pgd_at", "train_flops"]
     n_files = len(list(results.rglob("*.parquet")))
-    second = subprocess.run(cmd + ["--quiet"], capture_output=True, text=True, timeout=600)
+    second = subprocess.run(CMD + [str(quickstart), "--quiet"], capture_output=True, text=True,
+                            timeout=600)
     assert second.returncode == 0
     assert "trained 0, evaluated 0, timed 0" in second.stdout
     assert len(list(results.rglob("*.parquet"))) == n_files
+
+
+@pytest.mark.slow
+def test_quickstart_tables_match_snapshot(quickstart):
+    """Every table, column by column (timings, timestamps, host and load fields aside),
+    equals the quickstart's tables as they were before the engine was restructured
+    (tests/quickstart_snapshot.py says what is compared and how to write a new one)."""
+    expected = json.loads(SNAPSHOT.read_text())
+    results = quickstart / "results"
+    got = json.loads(json.dumps(snapshot(lambda t: store.read_table(results, t),
+                                         columns_of(expected)), sort_keys=True, default=str))
+    for table, rows in expected.items():
+        assert len(got[table]) == len(rows), table
+        for want, have in zip(rows, got[table]):
+            assert have == want, (table, {k: (want[k], have.get(k)) for k in want
+                                          if have.get(k) != want[k]})
