@@ -20,9 +20,10 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from app._data import select, table_view  # noqa: E402
-from bench.views.leaderboard import leaderboard_frame  # noqa: E402
+from bench.views.columns import higher_is_better  # noqa: E402
+from bench.views.leaderboard import failures, leaderboard_frame, skipped_profiles  # noqa: E402
 from bench.views.pareto import pareto_mask  # noqa: E402
-from bench.views.render import failures, latest_speed, skipped_profiles  # noqa: E402
+from bench.views.speed import latest_speed  # noqa: E402
 
 
 def tradeoff_chart(frame: pd.DataFrame, attack: str) -> alt.Chart:
@@ -45,9 +46,9 @@ def tradeoff_chart(frame: pd.DataFrame, attack: str) -> alt.Chart:
 def pareto_objectives(frame: pd.DataFrame) -> dict[str, bool]:
     """Clean and robust accuracy up, training FLOPs and the chosen profile's latency down;
     an objective nobody has a value for (no latency measured yet) is left out."""
-    wanted = {"clean_acc": True, "robust_acc": True, "train_flops": False}
-    wanted |= {c: False for c in frame.columns if c.startswith("latency_ms_")}
-    return {c: up for c, up in wanted.items() if c in frame and frame[c].notna().any()}
+    wanted = ["clean_acc", "robust_acc", "train_flops",
+              *(c for c in frame.columns if c.startswith("latency_ms_"))]
+    return {c: higher_is_better(c) for c in wanted if c in frame and frame[c].notna().any()}
 
 
 def downloads(frame: pd.DataFrame, name: str) -> None:

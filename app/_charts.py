@@ -8,13 +8,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from bench.views.compare import is_percent, lower_is_better
+from bench.views.columns import is_percent, log_scale, lower_is_better
 from bench.views.pareto import frontier
-
-
-def log_scale(metric: str) -> bool:
-    """Costs span orders of magnitude across methods: FLOPs, seconds and latency."""
-    return metric.endswith("_flops") or "seconds" in metric or metric.startswith("latency_ms_")
 
 
 def label(metric: str) -> str:

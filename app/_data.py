@@ -14,11 +14,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from bench.views.compare import per_run_metrics
-from bench.views.leaderboard import accuracy_columns, format_eps, threat_models
-from bench.views.render import flop_unit, mce_reference
-from bench.grid.spec import results_location
+from bench.results.board import mce_reference, results_location
 from bench.results.store import Location, file_stamps, location, read_all, table_files
+from bench.views.columns import shown_columns
+from bench.views.compare import per_run_metrics
+from bench.views.formats import flop_unit
+from bench.views.leaderboard import format_eps, threat_models
 
 ENV_VAR = "PERBENCH_LEADERBOARD"
 REPO = Path(__file__).resolve().parent.parent
@@ -150,58 +151,36 @@ def finished_metrics(sel: Selection) -> pd.DataFrame:
 
 
 def table_view(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict, list[str]]:
-    """(frame, column_config, column_order) for ``st.dataframe``.
+    """(frame, column_config, column_order) for ``st.dataframe``: the columns, labels and
+    formats declared in ``bench.views.columns``.
 
-    Values stay numeric so columns sort by value; accuracies become percent numbers and
-    FLOPs are scaled to one unit per column, named in the header.
+    Values stay numeric so columns sort by value; accuracies become percent numbers, each
+    beside its spread over seeds, and FLOPs are scaled to one unit per column, named in the
+    header.
     """
     view = frame.copy()
-    config: dict = {"rank": st.column_config.NumberColumn("#", format="%d"),
-                    "seeds": st.column_config.NumberColumn("seeds", format="%d")}
-    order = ["rank", "method"]
-    if "pareto" in frame:
-        config["pareto"] = st.column_config.TextColumn(
-            "Pareto", help="★: no other row is at least as good on clean and robust accuracy, "
-                           "training FLOPs and latency, and better on one")
-        view["pareto"] = frame["pareto"].map(lambda p: "★" if p else "")
-        order.append("pareto")
-    order += [c for c in ("dataset", "arch") if frame[c].nunique() > 1]
-    order += ["seeds"] + (["status"] if (frame["status"] != "ok").any() else [])
-    names = {"clean_acc": "clean", "corruption_acc": "corruption", "mce": "mCE"}
-    for col in [*accuracy_columns(frame), *(["mce"] if "mce" in frame else [])]:
-        if col == "robust_acc":  # repeats the ranking attack's own column
-            continue
-        view[col], view[f"{col}_std"] = 100 * frame[col], 100 * frame[f"{col}_std"]
-        name = names.get(col, col.removeprefix("robust_"))
-        config[col] = st.column_config.NumberColumn(f"{name} %", format="%.1f")
-        config[f"{col}_std"] = st.column_config.NumberColumn("±", format="%.1f",
-                                                             help=f"{name}: std over seeds")
-        # One seed has no spread: a column of blanks would only push the others aside.
-        order += [col, *([f"{col}_std"] if frame[f"{col}_std"].notna().any() else [])]
-    for col, label in (("train_flops", "train"), ("infer_flops", "infer/img")):
-        unit, scale = flop_unit(frame[col].max() if frame[col].notna().any() else 0.0)
-        view[col] = frame[col] / scale
-        config[col] = st.column_config.NumberColumn(f"{label} {unit}", format="%.2f")
-        order.append(col)
-    config["train_seconds"] = st.column_config.NumberColumn("train s", format="%.1f")
-    config["params"] = st.column_config.NumberColumn("params", format="localized")
-    order += ["train_seconds", "params"]
-    if (frame["nonzero_params"] < frame["params"]).any():  # only pruned models need it
-        config["nonzero_params"] = st.column_config.NumberColumn("nonzero", format="localized")
-        order.append("nonzero_params")
-    for col in (c for c in frame.columns if c.startswith("latency_ms_")):
-        config[col] = st.column_config.NumberColumn(f"{col.removeprefix('latency_ms_')} ms",
-                                                    format="%.2f", help="p50 single-image latency")
-        order.append(col)
-    if "flags" in frame and frame["flags"].fillna("").ne("").any():
-        view["flags"] = frame["flags"].fillna("").map(lambda f: f"⚠ {f}" if f else "")
-        config["flags"] = st.column_config.TextColumn("flags", help="failed reliability checks")
-        order.append("flags")
-    if "source" in frame:  # provenance: submission (or built-in); details in the expander
-        from bench.views.render import short_source
-
-        view["source"] = frame["source"].map(short_source)
-        config["source"] = st.column_config.TextColumn(
-            "source", help="built-in, or the submission (id, authors) that added the method")
-        order.append("source")
+    config: dict = {}
+    order: list[str] = []
+    for col in shown_columns(frame):
+        name, help_ = col.name, col.help or None
+        if col.percent:
+            std = f"{name}_std"
+            view[name], view[std] = 100 * frame[name], 100 * frame[std]
+            config[std] = st.column_config.NumberColumn("±", format=col.number_format,
+                                                        help=f"{col.label}: std over seeds")
+            # One seed has no spread: a column of blanks would only push the others aside.
+            order += [name, *([std] if frame[std].notna().any() else [])]
+        else:
+            order.append(name)
+        header = col.header()
+        if col.format == "flops":
+            unit, scale = flop_unit(frame[name].max() if frame[name].notna().any() else 0.0)
+            view[name] = frame[name] / scale
+            header = col.header(col.unit.replace("FLOPs", unit))
+        elif col.format == "text" and col.text is not None:
+            view[name] = list(col.text(frame, name))
+        config[name] = (st.column_config.TextColumn(header, help=help_)
+                        if col.number_format is None else
+                        st.column_config.NumberColumn(header, format=col.number_format,
+                                                      help=help_))
     return view, config, order

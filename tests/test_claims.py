@@ -10,8 +10,8 @@ import pytest
 import yaml
 from test_e2e import perbench
 
+from bench.results.board import BoardError
 from bench.views.claims import claim_verdict, evaluate, load_claims, metric_verdict
-from bench.grid.spec import SpecError
 
 
 def row(metric: str, a: float, a_std: float, b: float, b_std: float, seeds: int = 3) -> pd.Series:
@@ -84,12 +84,12 @@ def test_evaluate_one_claim_per_metric(tmp_path):
 
 def test_claims_file_errors_name_the_key(tmp_path):
     path = tmp_path / "claims.yaml"
-    with pytest.raises(SpecError, match="no such claims file"):
+    with pytest.raises(BoardError, match="no such claims file"):
         load_claims(path)
     path.write_text(yaml.safe_dump({"claims": [
         {"paper": "P", "claim": "c", "baseline": "erm", "method": "fast_at",
          "expect": {"clean_acc": "better"}, "colour": "red"}]}))
-    with pytest.raises(SpecError) as err:
+    with pytest.raises(BoardError) as err:
         load_claims(path)
     text = str(err.value)
     assert "claims[0].expect.clean_acc" in text and "'higher', 'lower' or 'keep'" in text
@@ -135,10 +135,10 @@ def test_cli_on_the_fixture_grid(finished, tmp_path):
 
 
 def test_fashion_mnist_claims_name_the_grids_methods_and_metrics():
-    from bench.views.claims import check_names
-    from bench.views.compare import per_run_metrics
     from bench.grid.spec import load_spec
     from bench.results.store import TABLES, empty_table
+    from bench.views.claims import check_names
+    from bench.views.compare import per_run_metrics
 
     board = Path(__file__).resolve().parent.parent / "leaderboards" / "fashion-mnist"
     claims = load_claims(board)

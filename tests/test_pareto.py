@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.views.compare import default_pair, lower_is_better, paper_table
-from bench.views.pareto import frontier, method_means, pareto_mask, parallel_coordinates
+from bench.views.columns import lower_is_better
+from bench.views.compare import default_pair, paper_table
+from bench.views.pareto import frontier, method_means, parallel_coordinates, pareto_mask
 
 UP_UP_DOWN = {"clean_acc": True, "robust_acc": True, "train_flops": False}
 

@@ -159,7 +159,7 @@ def test_show_keeps_each_figures_latest_value_per_setting():
     the same figure run in two training settings shows twice, each labelled."""
     import pandas as pd
 
-    from bench.views.render import latest_speed
+    from bench.views.speed import latest_speed
 
     def row(bench, figure, value, when, **detail):
         return {"bench_id": bench, "figure": figure, "value": value, "reference": None,

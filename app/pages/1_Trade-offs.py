@@ -14,7 +14,11 @@ import streamlit as st  # noqa: E402
 from app._charts import parallel_chart, plottable, tradeoff_scatter  # noqa: E402
 from app._data import finished_metrics, select  # noqa: E402
 from bench.views.pareto import (  # noqa: E402
-    method_means, metric_columns, parallel_coordinates, robust_metric)
+    method_means,
+    metric_columns,
+    parallel_coordinates,
+    robust_metric,
+)
 
 PER_METHOD, PER_RUN = "one point per method (mean over seeds)", "one point per run"
 

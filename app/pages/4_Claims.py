@@ -13,8 +13,8 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from app._data import finished_metrics, select  # noqa: E402
+from bench.results import board as board_file  # noqa: E402
 from bench.views.claims import check_names, evaluate, load_claims  # noqa: E402
-from bench.grid.spec import SpecError, load_spec  # noqa: E402
 
 COLOURS = {"supported": "#1a7f37", "contradicted": "#cf222e", "not supported": "#cf222e"}
 
@@ -22,9 +22,8 @@ COLOURS = {"supported": "#1a7f37", "contradicted": "#cf222e", "not supported": "
 def grid_names(board: Path, runs: pd.DataFrame) -> tuple[list[str], list[str]]:
     """The grid's method labels and archs, or (no readable grid.yaml) those with results."""
     try:
-        spec = load_spec(board)
-        return [m.display for m in spec.methods], list(spec.archs)
-    except SpecError:
+        return board_file.method_labels(board), board_file.archs(board)
+    except board_file.BoardError:
         return sorted(runs["method"].unique()), sorted(runs["arch"].unique())
 
 
@@ -54,7 +53,7 @@ def main() -> None:
         claims = load_claims(path)
         methods, archs = grid_names(sel.board, sel.data["runs"])
         check_names(claims, metrics, methods, path, archs)
-    except SpecError as exc:
+    except board_file.BoardError as exc:
         st.error(str(exc))
         return
     result = evaluate(claims, metrics)

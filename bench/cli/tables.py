@@ -19,9 +19,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     import pandas as pd
     from tabulate import tabulate
 
+    from bench.results.board import mce_reference
     from bench.views.compare import compare, paper_table, per_run_metrics
     from bench.views.leaderboard import load_tables
-    from bench.views.render import mce_reference
 
     board = leaderboard_dir(args.leaderboard)
     metrics = per_run_metrics(load_tables(results_of(board)), norm=args.norm, eps=args.eps,
@@ -119,19 +119,25 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
 def cmd_claims(args: argparse.Namespace) -> int:
     from bench.grid.spec import load_spec
+    from bench.results.board import BoardError, mce_reference
     from bench.views.claims import check_names, evaluate, load_claims, render
     from bench.views.compare import per_run_metrics
     from bench.views.leaderboard import load_tables
-    from bench.views.render import mce_reference
 
     board = leaderboard_dir(args.leaderboard)
     path = Path(args.file) if args.file else board / "claims.yaml"
-    claims = load_claims(path)
-    spec = load_spec(board)
+    try:
+        claims = load_claims(path)
+    except BoardError as exc:
+        raise UsageError(str(exc)) from None
+    spec = load_spec(board)  # the CLI validates the whole grid before judging its claims
     results = results_of(board, spec)
     metrics = per_run_metrics(load_tables(results), norm=args.norm, eps=args.eps,
                               mce_reference=mce_reference(results, board))
-    check_names(claims, metrics, [m.display for m in spec.methods], path, spec.archs)
+    try:
+        check_names(claims, metrics, [m.display for m in spec.methods], path, spec.archs)
+    except BoardError as exc:
+        raise UsageError(str(exc)) from None
     result = evaluate(claims, metrics)
     if args.format == "csv":
         print(result.to_csv(index=False), end="")

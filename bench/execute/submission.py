@@ -333,8 +333,8 @@ def _json(value) -> str:
 
 def ranks(results, label: str, board: Path | None = None) -> list[str]:
     """Where ``label`` stands on each (dataset, arch) it ran on, one line each."""
+    from bench.results.board import mce_reference
     from bench.views.leaderboard import leaderboard_frame, load_tables
-    from bench.views.render import mce_reference
 
     tables = load_tables(results)
     runs = tables["runs"]

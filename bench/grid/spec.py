@@ -13,6 +13,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+# results_location lives with the light board reader; engine callers still import it here
+from bench.results.board import results_location  # noqa: F401
+
 NORMS = ("Linf", "L2")
 
 
@@ -244,25 +247,6 @@ def _fmt_loc(loc: tuple) -> str:
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
-
-
-def results_location(board: str | Path, spec: GridSpec | None = None) -> Path | str:
-    """Where a leaderboard's tables live: ``grid.yaml``'s ``results`` (a folder relative to
-    the leaderboard, or an fsspec URI), else ``<board>/results``. Works without a valid
-    grid file (``show`` and the app read boards whose grid was never written here)."""
-    board = Path(board)
-    value = spec.results if spec is not None else None
-    if spec is None and (board / "grid.yaml").is_file():
-        try:
-            raw = yaml.safe_load((board / "grid.yaml").read_text())
-        except yaml.YAMLError:
-            raw = None
-        value = raw.get("results") if isinstance(raw, dict) else None
-    if not value:
-        return board / "results"
-    if "://" in str(value):
-        return str(value).rstrip("/")
-    return (board / str(value)).resolve()
 
 
 def read_board_yaml(path: str | Path, filename: str, model: type[BaseModel],

@@ -27,8 +27,10 @@ from typing import Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bench.views.compare import compare, format_value, is_percent, lower_is_better
-from bench.grid.spec import SpecError, _validation_message, read_board_yaml
+from bench.results.board import BoardError, read_yaml_mapping, validation_message
+from bench.views.columns import is_metric, is_percent, lower_is_better
+from bench.views.compare import compare
+from bench.views.formats import format_value
 
 Expectation = Literal["higher", "lower", "keep"]
 
@@ -55,11 +57,11 @@ class ClaimsFile(BaseModel):
 
 def load_claims(path: str | Path) -> list[Claim]:
     """Read and validate a claims file (or a leaderboard folder holding ``claims.yaml``)."""
-    path, raw = read_board_yaml(path, "claims.yaml", ClaimsFile, "claims file")
+    path, raw = read_yaml_mapping(path, "claims.yaml", ClaimsFile, "claims file")
     try:
         return ClaimsFile.model_validate(raw).claims
     except ValidationError as exc:
-        raise SpecError(_validation_message(path, exc, ClaimsFile, "claims file")) from None
+        raise BoardError(validation_message(path, exc, ClaimsFile, "claims file")) from None
 
 
 def check_names(claims: list[Claim], metrics: pd.DataFrame, methods: list[str],
@@ -72,22 +74,23 @@ def check_names(claims: list[Claim], metrics: pd.DataFrame, methods: list[str],
         for key in ("baseline", "method"):
             label = getattr(claim, key)
             if label not in methods:
-                raise SpecError(f"{where}: claims[{i}].{key}: unknown method {label!r}; the "
+                raise BoardError(f"{where}: claims[{i}].{key}: unknown method {label!r}; the "
                                 f"grid's methods: {', '.join(methods)}")
         unknown = [a for a in claim.archs or () if archs is not None and a not in archs]
         if unknown:
-            raise SpecError(f"{where}: claims[{i}].archs: unknown arch {unknown[0]!r}; the "
+            raise BoardError(f"{where}: claims[{i}].archs: unknown arch {unknown[0]!r}; the "
                             f"grid's archs: {', '.join(archs)}")
         for metric in claim.expect:
             if metric not in known and not _may_appear(metric):
-                raise SpecError(f"{where}: claims[{i}].expect: unknown metric {metric!r}; "
+                raise BoardError(f"{where}: claims[{i}].expect: unknown metric {metric!r}; "
                                 f"metrics: {', '.join(known)}")
 
 
 def _may_appear(metric: str) -> bool:
     # Columns that exist once their evaluations have run (robust_<attack>, latency_ms_<hw>,
-    # corruption metrics): a claim may name them before the grid has produced any.
-    return metric.startswith(("robust_", "latency_ms_")) or metric in ("corruption_acc", "mce")
+    # corruption metrics): a claim may name any declared metric before the grid has
+    # produced it.
+    return is_metric(metric)
 
 
 def metric_verdict(expect: Expectation, row: pd.Series | None, tolerance: float) -> str:

@@ -13,39 +13,38 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from bench.views.leaderboard import KEYS, _best_row_per_attack, _robustness, _table, corruption_errors
-
-# Metrics where lower is better; every other metric is better higher.
-LOWER_IS_BETTER = ("train_flops", "train_seconds", "infer_flops", "nonzero_params", "mce")
-
-
-def lower_is_better(metric: str) -> bool:
-    """Costs (FLOPs, seconds, latency, nonzero params) and mCE: lower is better."""
-    return (metric in LOWER_IS_BETTER or metric.endswith("_flops")
-            or metric.endswith("_seconds") or metric.startswith("latency_ms_"))
+from bench.views.columns import is_percent, lower_is_better
+from bench.views.formats import format_value
+from bench.views.leaderboard import (
+    KEYS,
+    best_row_per_attack,
+    corruption_errors,
+    run_robustness,
+    table_or_empty,
+)
 
 
 def per_run_metrics(tables: Mapping[str, pd.DataFrame], *, norm: str | None = None,
                     eps: float | None = None, mce_reference: str = "erm") -> pd.DataFrame:
     """One row per finished run: clean_acc, robust_<attack> (at one threat model), costs,
     corruption_acc and mce, and single-image latency per hardware profile."""
-    runs = _table(tables, "runs")
+    runs = table_or_empty(tables, "runs")
     runs = runs[runs["status"] == "ok"].assign(_failed=False)
     cols = ["run_id", *KEYS, "seed", "clean_acc", "train_flops", "train_seconds",
             "infer_flops", "params", "nonzero_params"]
     out = runs[cols].set_index("run_id")
-    rob = _robustness(tables, runs)
+    rob = run_robustness(tables, runs)
     if norm is not None:
         rob = rob[rob["norm"] == norm]
     if eps is not None:
         rob = rob[np.isclose(rob["eps"], eps)]
-    best = _best_row_per_attack(rob)
+    best = best_row_per_attack(rob)
     for attack, group in best.groupby("attack"):
         out[f"robust_{attack}"] = group.set_index("run_id")["robust_acc"]
-    cor = corruption_errors(_table(tables, "corruption"), runs, mce_reference)
+    cor = corruption_errors(table_or_empty(tables, "corruption"), runs, mce_reference)
     if not cor.empty:
         out = out.join(cor.set_index("run_id")[["corruption_acc", "mce"]])
-    lat = _table(tables, "latency")
+    lat = table_or_empty(tables, "latency")
     lat = lat[lat["latency_ms_p50"].notna()].sort_values("batch_size", kind="stable")
     if "execution" in lat:
         lat = lat[lat["execution"].fillna("dense") == "dense"]
@@ -86,18 +85,6 @@ def compare(metrics: pd.DataFrame, method_a: str, method_b: str) -> pd.DataFrame
     if not rows:
         raise ValueError(f"{method_a!r} and {method_b!r} share no (dataset, arch) with results")
     return pd.DataFrame(rows)
-
-
-def is_percent(metric: str) -> bool:
-    """Accuracies and mCE read as percentages; costs as plain numbers."""
-    return metric.endswith("_acc") or metric.startswith("robust_") or metric == "mce"
-
-
-def format_value(mean: float, std: float, percent: bool) -> str:
-    """``72.4 ± 0.8`` (percent) or ``3.1e+12 ± 2e+10``; no spread for one seed."""
-    if percent:
-        return f"{100 * mean:.1f}" + ("" if np.isnan(std) else f" ± {100 * std:.1f}")
-    return f"{mean:.3g}" + ("" if np.isnan(std) else f" ± {std:.2g}")
 
 
 def format_delta(row: pd.Series, percent: bool) -> str:

@@ -51,8 +51,8 @@ def accuracy_columns(frame: pd.DataFrame) -> list[str]:
 def threat_models(tables: Mapping[str, pd.DataFrame], *, dataset: str | None = None,
                   arch: str | None = None) -> list[tuple[str, float]]:
     """(norm, eps) pairs evaluated for the selection, most common first."""
-    runs = _select(_table(tables, "runs"), dataset, arch)
-    return list(_threat_model_counts(_robustness(tables, runs[runs["status"] != "failed"])).index)
+    runs = _select(table_or_empty(tables, "runs"), dataset, arch)
+    return list(_threat_model_counts(run_robustness(tables, runs[runs["status"] != "failed"])).index)
 
 
 def leaderboard_frame(tables: Mapping[str, pd.DataFrame], *, dataset: str | None = None,
@@ -65,7 +65,7 @@ def leaderboard_frame(tables: Mapping[str, pd.DataFrame], *, dataset: str | None
     sample standard deviations (ddof=1, NaN for one seed) are over the seeds that finished.
     ``mce_reference`` is the method whose corruption errors normalise mCE.
     """
-    all_runs = _table(tables, "runs")
+    all_runs = table_or_empty(tables, "runs")
     if all_runs.empty:
         return pd.DataFrame(columns=BASE_COLUMNS), NO_RESULTS
     runs = _select(all_runs, dataset, arch)
@@ -77,20 +77,21 @@ def leaderboard_frame(tables: Mapping[str, pd.DataFrame], *, dataset: str | None
     runs = runs.assign(_failed=runs["status"] == "failed")
     board = _aggregate_runs(runs)
     rob, threat_note = _pick_threat_model(tables, runs, norm, eps)
-    per_run = _best_row_per_attack(rob)
+    per_run = best_row_per_attack(rob)
     rank_attack, rank_note = _ranking_attack(per_run)
     board = board.join(_attack_columns(per_run, rank_attack, board.index))
-    board = board.join(_latency_columns(_table(tables, "latency"), runs, hardware, board.index))
-    board = board.join(corruption_columns(_table(tables, "corruption"), runs, mce_reference,
+    board = board.join(_latency_columns(table_or_empty(tables, "latency"), runs, hardware, board.index))
+    board = board.join(corruption_columns(table_or_empty(tables, "corruption"), runs, mce_reference,
                                           board.index))
-    board["flags"] = check_flags(_table(tables, "checks"), runs).reindex(board.index)
+    board["flags"] = check_flags(table_or_empty(tables, "checks"), runs).reindex(board.index)
     board["error"] = _errors(runs, rob).reindex(board.index)
-    board = board.join(provenance(runs, _table(tables, "submissions")))
+    board = board.join(provenance(runs, table_or_empty(tables, "submissions")))
     board = _rank(board.reset_index(), rank_attack)
     return board, " ".join(part for part in (rank_note, threat_note) if part)
 
 
-def _table(tables: Mapping[str, pd.DataFrame], name: str) -> pd.DataFrame:
+def table_or_empty(tables: Mapping[str, pd.DataFrame], name: str) -> pd.DataFrame:
+    """``tables[name]``, or the table's empty frame (its columns) when it was not read."""
     frame = tables.get(name)
     return empty_table(name) if frame is None else frame
 
@@ -124,10 +125,10 @@ def _aggregate_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return board
 
 
-def _robustness(tables: Mapping[str, pd.DataFrame], runs: pd.DataFrame) -> pd.DataFrame:
+def run_robustness(tables: Mapping[str, pd.DataFrame], runs: pd.DataFrame) -> pd.DataFrame:
     """Robustness rows of the selected runs' attacks (ε sweeps are curves, not columns),
     joined to their (method, dataset, arch, seed)."""
-    rob = _table(tables, "robustness")
+    rob = table_or_empty(tables, "robustness")
     if "sweep" in rob:
         rob = rob[rob["sweep"].isna()]
     return rob.merge(runs[["run_id", *KEYS, "seed"]], on="run_id")
@@ -200,7 +201,7 @@ def _threat_model_counts(rob: pd.DataFrame) -> pd.Series:
 def _pick_threat_model(tables: Mapping[str, pd.DataFrame], runs: pd.DataFrame,
                        norm: str | None, eps: float | None) -> tuple[pd.DataFrame, str]:
     """Rows of one (norm, eps): the caller's choice, else the most common one."""
-    rob = _robustness(tables, runs[~runs["_failed"]])
+    rob = run_robustness(tables, runs[~runs["_failed"]])
     found = _threat_model_counts(rob)
     if found.empty:
         return rob, ""
@@ -218,7 +219,7 @@ def _pick_threat_model(tables: Mapping[str, pd.DataFrame], runs: pd.DataFrame,
     return rob, note + "."
 
 
-def _best_row_per_attack(rob: pd.DataFrame) -> pd.DataFrame:
+def best_row_per_attack(rob: pd.DataFrame) -> pd.DataFrame:
     """One row per (run, attack): the most points evaluated, then the worst case found.
 
     An attack may be run twice on one model (more steps, more points); the larger
@@ -353,3 +354,17 @@ def _rank(board: pd.DataFrame, rank_attack: str | None) -> pd.DataFrame:
     tail = ["error", "run_ids", "source", "submission_id", "code_version", "config"]
     ordered = [c for c in BASE_COLUMNS if c not in tail]
     return board[[*ordered, *rest, *tail]].reset_index(drop=True)
+
+
+def failures(frame: pd.DataFrame) -> list[str]:
+    """One line per group with failed runs or evaluations, with their errors."""
+    return [f"{m} ({d}, {a}) {err}"
+            for m, d, a, err in zip(frame["method"], frame["dataset"], frame["arch"],
+                                    frame["error"]) if isinstance(err, str)]
+
+
+def skipped_profiles(frame: pd.DataFrame) -> list[str]:
+    """Why a hardware profile has no latency: recorded as skipped, never silently dropped."""
+    return [f"{col.removeprefix('latency_skipped_')} latency skipped: {reason}"
+            for col in frame.columns if col.startswith("latency_skipped_")
+            for reason in frame[col].dropna().unique()]

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from bench.views.compare import lower_is_better
+from bench.views.columns import lower_is_better
 from bench.views.leaderboard import KEYS, STANDARD_ATTACK
 
 # Columns of ``per_run_metrics`` that identify a run rather than measure it.
