@@ -16,8 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.views.leaderboard import STANDARD_ATTACK, _best_row_per_attack, format_eps, threat_models
 from bench.results.store import empty_table
+from bench.views.leaderboard import (
+    STANDARD_ATTACK,
+    best_row_per_attack,
+    format_eps,
+    threat_models,
+)
 
 SOURCE = "robustbench"
 THREAT_MODELS = ("Linf", "L2")
@@ -129,7 +134,7 @@ def _autoattack_row(rob: pd.DataFrame, run_id: str, threat_model: str | None,
     order = {tm: i for i, tm in enumerate(preferred)}
     first = min(zip(aa["norm"], aa["eps"]), key=lambda tm: order.get(tm, len(order)))
     aa = aa[(aa["norm"] == first[0]) & (aa["eps"] == first[1])]
-    return _best_row_per_attack(aa).iloc[0]
+    return best_row_per_attack(aa).iloc[0]
 
 
 def _reference_row(entry: str, info: object, dataset: str, threat_model: str,

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from bench.views.leaderboard import KEYS, _best_row_per_attack, _robustness, _table, corruption_errors
+from bench.views.leaderboard import KEYS, best_row_per_attack, _robustness, _table, corruption_errors
 
 # Metrics where lower is better; every other metric is better higher.
 LOWER_IS_BETTER = ("train_flops", "train_seconds", "infer_flops", "nonzero_params", "mce")
@@ -39,7 +39,7 @@ def per_run_metrics(tables: Mapping[str, pd.DataFrame], *, norm: str | None = No
         rob = rob[rob["norm"] == norm]
     if eps is not None:
         rob = rob[np.isclose(rob["eps"], eps)]
-    best = _best_row_per_attack(rob)
+    best = best_row_per_attack(rob)
     for attack, group in best.groupby("attack"):
         out[f"robust_{attack}"] = group.set_index("run_id")["robust_acc"]
     cor = corruption_errors(_table(tables, "corruption"), runs, mce_reference)

@@ -77,7 +77,7 @@ def leaderboard_frame(tables: Mapping[str, pd.DataFrame], *, dataset: str | None
     runs = runs.assign(_failed=runs["status"] == "failed")
     board = _aggregate_runs(runs)
     rob, threat_note = _pick_threat_model(tables, runs, norm, eps)
-    per_run = _best_row_per_attack(rob)
+    per_run = best_row_per_attack(rob)
     rank_attack, rank_note = _ranking_attack(per_run)
     board = board.join(_attack_columns(per_run, rank_attack, board.index))
     board = board.join(_latency_columns(_table(tables, "latency"), runs, hardware, board.index))
@@ -218,7 +218,7 @@ def _pick_threat_model(tables: Mapping[str, pd.DataFrame], runs: pd.DataFrame,
     return rob, note + "."
 
 
-def _best_row_per_attack(rob: pd.DataFrame) -> pd.DataFrame:
+def best_row_per_attack(rob: pd.DataFrame) -> pd.DataFrame:
     """One row per (run, attack): the most points evaluated, then the worst case found.
 
     An attack may be run twice on one model (more steps, more points); the larger
