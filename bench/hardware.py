@@ -1,7 +1,8 @@
 """Hardware profiles: where and how latency is measured (DESIGN, Hardware profiles).
 
 A profile fixes device, thread count, dtype and compilation, so a latency row names the
-conditions it was measured under. ``HARDWARE.create(name, **overrides)`` returns one.
+conditions it was measured under. ``HARDWARE.create(name, **overrides)`` returns one; a new
+profile is a factory decorated ``@HARDWARE.register("name")``, as every registry's entries.
 """
 from __future__ import annotations
 
@@ -67,16 +68,30 @@ def cpu_model_name() -> str:
 HARDWARE: Registry[HardwareProfile] = Registry("hardware profile")
 
 
-def _register(profile: HardwareProfile) -> None:
-    def create(**overrides) -> HardwareProfile:
-        return replace(profile, **overrides)
+# Each profile is a factory registered like every other axis's entries:
+# ``HARDWARE.create(name, **overrides)`` returns it with fields overridden.
 
-    HARDWARE.register(profile.name, doc=profile.description)(create)
+@HARDWARE.register("cpu-1t")
+def cpu_one_thread(**overrides) -> HardwareProfile:
+    """one CPU thread, float32: an edge-device proxy"""
+    return replace(HardwareProfile("cpu-1t", "cpu", threads=1, description=cpu_one_thread.__doc__),
+                   **overrides)
 
 
-_register(HardwareProfile("cpu-1t", "cpu", threads=1,
-                          description="one CPU thread, float32: an edge-device proxy"))
-_register(HardwareProfile("cpu", "cpu", description="all available CPU cores, float32"))
-_register(HardwareProfile("cuda", "cuda", description="one CUDA GPU, float32"))
-_register(HardwareProfile("cuda-bf16", "cuda", dtype="bfloat16",
-                          description="one CUDA GPU, bfloat16 autocast"))
+@HARDWARE.register("cpu")
+def cpu(**overrides) -> HardwareProfile:
+    """all available CPU cores, float32"""
+    return replace(HardwareProfile("cpu", "cpu", description=cpu.__doc__), **overrides)
+
+
+@HARDWARE.register("cuda")
+def cuda(**overrides) -> HardwareProfile:
+    """one CUDA GPU, float32"""
+    return replace(HardwareProfile("cuda", "cuda", description=cuda.__doc__), **overrides)
+
+
+@HARDWARE.register("cuda-bf16")
+def cuda_bf16(**overrides) -> HardwareProfile:
+    """one CUDA GPU, bfloat16 autocast"""
+    return replace(HardwareProfile("cuda-bf16", "cuda", dtype="bfloat16",
+                                   description=cuda_bf16.__doc__), **overrides)

@@ -1,7 +1,11 @@
-"""One registry shape for every axis (methods, datasets, archs, attacks, hardware).
+"""One registry shape for every axis (methods, datasets, archs, attacks, hardware,
+corruptions).
 
-Modelled on timm: ``register`` decorates a factory, ``create`` builds by name, ``list``
-filters names with shell wildcards. A reader who learns one registry knows them all.
+Modelled on timm: ``register`` decorates a factory or a class, ``create`` builds by name,
+``list`` filters names with shell wildcards. A reader who learns one registry knows them
+all: every entry of every axis is added the same way, ``@REGISTRY.register()`` (the name
+is the object's ``name`` attribute when it has one, else its ``__name__``) or
+``@REGISTRY.register("name")``.
 """
 from __future__ import annotations
 
@@ -26,17 +30,24 @@ class UnknownNameError(KeyError):
 class Registry(Generic[T]):
     """Name -> factory, with optional prefix handlers such as ``timm:<name>``."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, check: Callable[[str, Callable[..., T]], None] | None = None):
+        """``check(name, entry)`` runs before each registration and raises ``ValueError``
+        for an entry this axis cannot use (a method class without its ``name``)."""
         self.kind = kind
+        self.check = check
         self._entries: dict[str, Callable[..., T]] = {}
         self._docs: dict[str, str] = {}
         self._prefixes: dict[str, Callable[[str], Callable[..., T]]] = {}
 
     def register(self, name: str | None = None, *, doc: str | None = None) -> Callable:
-        """Decorator: ``@REG.register()`` or ``@REG.register("name")``."""
+        """Decorator: ``@REG.register()`` or ``@REG.register("name")``. Without a name, the
+        entry's ``name`` attribute (a class's ``name = "pgd_at"``) or else its ``__name__``;
+        ``doc`` defaults to the first line of its docstring."""
 
         def wrap(fn: Callable[..., T]) -> Callable[..., T]:
-            key = name or fn.__name__
+            key = name or default_name(fn)
+            if self.check is not None:
+                self.check(key, fn)
             if key in self._entries and self._entries[key] is not fn:
                 raise ValueError(f"{self.kind} {key!r} is already registered")
             self._entries[key] = fn
@@ -76,3 +87,9 @@ class Registry(Generic[T]):
         except (UnknownNameError, ValueError):
             return False
         return True
+
+
+def default_name(entry: Callable) -> str:
+    """The registry name of an entry registered without one."""
+    own = getattr(entry, "name", None)
+    return own if isinstance(own, str) and own else entry.__name__

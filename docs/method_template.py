@@ -4,16 +4,15 @@
 
 It is a complete, working method (a clean/adversarial loss mix on FGSM examples with a
 random start) so that you can submit it unchanged to see the whole path first. Read
-docs/submitting.md for the rules; bench/api.py is the full contract.
+docs/submitting.md for the rules; ``bench.api`` is the full contract, and the one module
+of PERBench a method imports (``help(bench.api)``).
 """
 from __future__ import annotations
 
 import torch
 from pydantic import Field
 
-from bench.api import Batch, TrainContext
-from bench.plugins import register_method
-from methods._common import AdversarialConfig, SGDBase
+from bench.api import METHODS, AdversarialConfig, Batch, SGDBase, TrainContext
 
 
 # 1. Options: a pydantic model. Every option has a default and a short description; the
@@ -26,8 +25,9 @@ class MixConfig(AdversarialConfig):
 
 # 2. The method: a Base owns the per-batch loss. (A Modifier would instead implement hooks
 #    of bench.api.Modifier — on_epoch_start, extra_loss, after_step, learning_rate, ... —
-#    and be submitted on a base: --on pgd_at.)
-@register_method
+#    and be submitted on a base: --on pgd_at.) @METHODS.register() adds the class to the
+#    registry under its `name`.
+@METHODS.register()
 class CleanAdversarialMix(SGDBase):
     """Mix of clean and FGSM (random start) cross-entropy; template for submissions."""
 

@@ -1,58 +1,15 @@
-"""Options shared by the built-in bases (METHODS.md, baselines table)."""
+"""Deprecated: import these from :mod:`bench.api`.
+
+Plugins written from the first template imported the SGD base from here; they keep working,
+with a ``DeprecationWarning``. Nothing in PERBench imports this module.
+"""
 from __future__ import annotations
 
-from typing import Literal
+import warnings
 
-import torch
-from pydantic import Field
+from bench.api import AdversarialConfig, Schedule, SGDBase, SGDConfig, Stateless
 
-from bench.api import Base, MethodConfig, TrainContext
-from bench.schedules import schedule_lr, schedule_momentum
+__all__ = ["AdversarialConfig", "SGDBase", "SGDConfig", "Schedule", "Stateless"]
 
-# Names of bench.schedules.SCHEDULES (a Literal so a typo fails at spec validation).
-Schedule = Literal["constant", "cosine", "piecewise", "step", "cyclic", "one_cycle", "cyclical",
-                   "warm_restarts"]
-
-
-class SGDConfig(MethodConfig):
-    lr: float = Field(0.1, gt=0, description="peak learning rate (METHODS.md: SGD 0.1)")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
-    weight_decay: float = Field(5e-4, ge=0, description="L2 weight decay")
-    schedule: Schedule = Field("cosine", description="LR schedule over the grid's epochs")
-
-
-class AdversarialConfig(SGDConfig):
-    eps: float | None = Field(None, ge=0, le=1, description="training radius; None = grid's train_threat.eps")
-    norm: Literal["Linf", "L2"] | None = Field(None, description="None = grid's train_threat.norm")
-
-
-class Stateless:
-    """Mixin for a method that keeps nothing between epochs (what it carries lives in
-    ``ctx``): its runs resume from per-epoch snapshots. Deliberately not on ``SGDBase``,
-    so a plugin built on it that keeps state must say so itself."""
-
-    def state_dict(self) -> dict:
-        return {}
-
-
-class SGDBase(Base):
-    """Base with SGD, a named schedule and the grid's threat model."""
-
-    Config = SGDConfig
-
-    def optimizer(self, ctx: TrainContext) -> torch.optim.Optimizer:
-        c = self.config
-        return torch.optim.SGD(ctx.model.parameters(), lr=c.lr, momentum=c.momentum,
-                               weight_decay=c.weight_decay)
-
-    def learning_rate(self, ctx: TrainContext, progress: float) -> float:
-        return schedule_lr(self.config.schedule, self.config.lr, progress)
-
-    def momentum(self, ctx: TrainContext, progress: float) -> float | None:
-        return schedule_momentum(self.config.schedule, progress)
-
-    def eps(self, ctx: TrainContext) -> float:
-        return ctx.threat.eps if self.config.eps is None else self.config.eps
-
-    def norm(self, ctx: TrainContext) -> str:
-        return self.config.norm or ctx.threat.norm
+warnings.warn("methods._common is deprecated: import SGDBase, SGDConfig, AdversarialConfig, "
+              "Stateless and Schedule from bench.api", DeprecationWarning, stacklevel=2)

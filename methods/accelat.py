@@ -37,8 +37,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from bench.api import Batch, MethodConfig, Modifier, TrainContext
-from bench.plugins import register_method
+from bench.api import METHODS, Batch, MethodConfig, Modifier, TrainContext
 
 PRESETS = {
     "paper": {"n": 10, "delta_acc": 0.01, "p": 0.9, "cooldown": 0},
@@ -93,7 +92,7 @@ class PlateauRule:
         return True
 
 
-@register_method
+@METHODS.register()
 class AccelAT(Modifier):
     """AccelAT: LR × p whenever mean validation accuracy over n epochs stops rising by Δacc."""
 

@@ -87,8 +87,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from bench.api import Batch, MethodConfig, Modifier, TrainContext
-from bench.plugins import register_method
+from bench.api import METHODS, Batch, MethodConfig, Modifier, TrainContext
 
 Scheme = Literal["irregular", "filter", "funnel", "redundant"]
 PRUNABLE = (nn.Conv2d, nn.Linear)
@@ -269,7 +268,7 @@ def admm_epochs(epochs: int, fraction: float) -> int:
 
 # -- the modifier -------------------------------------------------------------------------
 
-@register_method
+@METHODS.register()
 class ADMMPrune(Modifier):
     """ADMM pruning during adversarial training (keep 50%, irregular, 0.9 adv + 0.1 nat)."""
 

@@ -36,8 +36,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from bench.api import TrainContext
-from bench.plugins import register_method
+from bench.api import METHODS, TrainContext
 from methods._data_pruning import PruningConfig, SamplePruner, batched
 
 
@@ -79,7 +78,7 @@ def instability(delta_f: torch.Tensor) -> torch.Tensor:
     return normalised.mean(1)
 
 
-@register_method
+@METHODS.register()
 class CAPER(SamplePruner):
     """CAPER: drop the γ most noise-susceptible samples at epoch τ (label-smoothed CE)."""
 

@@ -14,15 +14,14 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from bench.api import Batch, MethodConfig, Modifier, TrainContext
-from bench.plugins import register_method
+from bench.api import METHODS, Batch, MethodConfig, Modifier, TrainContext
 
 
 class DropoutConfig(MethodConfig):
     p: float = Field(0.3, gt=0, lt=1, description="drop probability on the classifier input")
 
 
-@register_method
+@METHODS.register()
 class Dropout(Modifier):
     """Dropout (p=0.3) on the classifier's input features, training passes only."""
 

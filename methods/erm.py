@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from bench.api import Batch, TrainContext
-from bench.plugins import register_method
-from methods._common import SGDBase, Stateless
+from bench.api import METHODS, Batch, SGDBase, Stateless, TrainContext
 
 
-@register_method
+@METHODS.register()
 class ERM(Stateless, SGDBase):
     """Standard training with cross-entropy (SGD 0.1, momentum 0.9, wd 5e-4, cosine)."""
 

@@ -73,7 +73,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from functools import cache
 from typing import Any, Literal
 
 import torch
@@ -82,9 +81,15 @@ from pydantic import Field, model_validator
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from bench.api import Batch, MethodConfig, Modifier, TrainContext
-from bench.archs import residual_blocks
-from bench.plugins import register_method
+from bench.api import (
+    METHODS,
+    Batch,
+    MethodConfig,
+    Modifier,
+    TrainContext,
+    residual_archs,
+    residual_blocks,
+)
 
 PRESETS: dict[str, dict[str, float]] = {
     "paper": {"lam": 1.0, "rho": 0.7, "label_smoothing": 0.0},
@@ -180,22 +185,6 @@ def subnet_active(model: nn.Module, blocks: Sequence[nn.Module], subnet: Subnet)
     finally:
         for handle in handles:
             handle.remove()
-
-
-@cache
-def residual_archs() -> tuple[str, ...]:
-    """Registered archs whose models have residual blocks (built on the meta device:
-    no memory, milliseconds each); named when EWS refuses an arch."""
-    from bench.archs import ARCHS
-
-    names = []
-    for name in ARCHS.list():
-        with torch.device("meta"):
-            model = ARCHS.create(name, num_classes=10, in_channels=3, image_size=32,
-                                 mean=[0.5] * 3, std=[0.5] * 3)
-        if residual_blocks(model):
-            names.append(name)
-    return tuple(names)
 
 
 # -- the controller π_θ --------------------------------------------------------------------
@@ -395,7 +384,7 @@ class SubnetDistillation(Modifier):
         ctx.log(**{k: total / self._counts[k] for k, total in self._sums.items()})
 
 
-@register_method
+@METHODS.register()
 class EWS(SubnetDistillation):
     """EWS: distil into weak subnets an RL controller finds (λ=1, ρ=0.7, K=10)."""
 
@@ -468,7 +457,7 @@ class EWS(SubnetDistillation):
         return sum(rewards) / len(rewards)
 
 
-@register_method
+@METHODS.register()
 class EWSRandom(SubnetDistillation):
     """EWS ablation: distil into uniformly random subnets (no controller; paper §5.1)."""
 
@@ -479,7 +468,7 @@ class EWSRandom(SubnetDistillation):
                 for c, k in zip(self.widths, self.keep)]
 
 
-@register_method
+@METHODS.register()
 class EWSL1(SubnetDistillation):
     """EWS ablation: distil into the subnet of smallest-L1-norm channels (paper §5.1)."""
 

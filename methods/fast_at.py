@@ -4,9 +4,15 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from bench.api import Batch, TrainContext
-from bench.plugins import register_method
-from methods._common import AdversarialConfig, Schedule, SGDBase, Stateless
+from bench.api import (
+    METHODS,
+    AdversarialConfig,
+    Batch,
+    Schedule,
+    SGDBase,
+    Stateless,
+    TrainContext,
+)
 
 
 class FastATConfig(AdversarialConfig):
@@ -15,7 +21,7 @@ class FastATConfig(AdversarialConfig):
     schedule: Schedule = Field("cyclic", description="0 -> lr -> 0 (Wong et al.)")
 
 
-@register_method
+@METHODS.register()
 class FastAT(Stateless, SGDBase):
     """FGSM with random start U(-ε,ε), α=1.25ε, cyclic LR 0→0.2→0."""
 

@@ -7,9 +7,14 @@ import math
 import torch
 from pydantic import Field
 
-from bench.api import Batch, TrainContext
-from bench.plugins import register_method
-from methods._common import AdversarialConfig, SGDBase, Stateless
+from bench.api import (
+    METHODS,
+    AdversarialConfig,
+    Batch,
+    SGDBase,
+    Stateless,
+    TrainContext,
+)
 
 
 class FreeATConfig(AdversarialConfig):
@@ -17,7 +22,7 @@ class FreeATConfig(AdversarialConfig):
     step_ratio: float = Field(1.0, gt=0, description="FGSM step / eps (Shafahi et al.: eps)")
 
 
-@register_method
+@METHODS.register()
 class FreeAT(Stateless, SGDBase):
     """Free-AT: m=8 replays, FGSM step ε, perturbation carried across replays and batches."""
 

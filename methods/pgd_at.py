@@ -4,9 +4,15 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from bench.api import Batch, TrainContext
-from bench.plugins import register_method
-from methods._common import AdversarialConfig, Schedule, SGDBase, Stateless
+from bench.api import (
+    METHODS,
+    AdversarialConfig,
+    Batch,
+    Schedule,
+    SGDBase,
+    Stateless,
+    TrainContext,
+)
 
 
 class PGDATConfig(AdversarialConfig):
@@ -15,7 +21,7 @@ class PGDATConfig(AdversarialConfig):
     schedule: Schedule = Field("piecewise", description="LR decays at 50%/75% (Rice et al.)")
 
 
-@register_method
+@METHODS.register()
 class PGDAT(Stateless, SGDBase):
     """PGD adversarial training: L∞ ε=8/255, 10 steps, α=2/255, random start."""
 

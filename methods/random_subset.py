@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import torch
 
-from bench.api import TrainContext
-from bench.plugins import register_method
+from bench.api import METHODS, TrainContext
 from methods._data_pruning import SamplePruner
 
 
-@register_method
+@METHODS.register()
 class RandomSubset(SamplePruner):
     """Random-subset ablation: drop γ random samples at epoch τ (label-smoothed CE)."""
 

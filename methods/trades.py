@@ -5,9 +5,14 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from bench.api import Batch, TrainContext
-from bench.plugins import register_method
-from methods._common import AdversarialConfig, SGDBase, Stateless
+from bench.api import (
+    METHODS,
+    AdversarialConfig,
+    Batch,
+    SGDBase,
+    Stateless,
+    TrainContext,
+)
 
 
 class TRADESConfig(AdversarialConfig):
@@ -22,7 +27,7 @@ def _kl(logits_adv: torch.Tensor, logits_clean: torch.Tensor) -> torch.Tensor:
                     reduction="none").sum(1)
 
 
-@register_method
+@METHODS.register()
 class TRADES(Stateless, SGDBase):
     """TRADES: β=6, ε=0.031, α=0.007, 10 steps, start x+0.001·N(0,1)."""
 

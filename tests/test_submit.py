@@ -132,7 +132,8 @@ def test_app_traces_every_row_to_its_source(submitted, monkeypatch):
 def test_the_readme_example_is_a_valid_submission(tmp_path):
     """The method printed in the README passes submit's checks and trial run."""
     from bench.execute.isolation import call_isolated
-    from bench.execute.submission import composition_for, load_file, smoke_test
+    from bench.execute.submission import composition_for, smoke_test
+    from bench.plugins import load_file
 
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     code = readme.split("# noisy_erm.py\n", 1)[1].split("```", 1)[0]
@@ -164,8 +165,8 @@ def test_resubmitting_runs_nothing_new(submitted, capsys):
 HEAD = """\
 import torch
 from bench.api import Base, Batch, TrainContext
-from bench.plugins import register_method
-from methods._common import SGDBase, SGDConfig
+from bench.api import SGDBase, SGDConfig
+from bench.plugins import METHODS
 """
 
 BAD = {
@@ -173,7 +174,7 @@ BAD = {
                      ["syntax_error.py:5: syntax error"]),
     "no_method": ("", "X = 1\n", ["registers no method", "@register_method"]),
     "missing_config": ("", """\
-@register_method
+@METHODS.register()
 class NoConfig(Base):
     name = "t_no_config"
     def loss(self, ctx, batch):
@@ -181,7 +182,7 @@ class NoConfig(Base):
         return ctx.criterion(batch.logits, batch.y).mean()
 """, ["has no Config", "MethodConfig"]),
     "wrong_return": ("", """\
-@register_method
+@METHODS.register()
 class WrongReturn(SGDBase):
     name = "t_wrong_return"
     def loss(self, ctx, batch):
@@ -189,14 +190,14 @@ class WrongReturn(SGDBase):
         return float(ctx.criterion(batch.logits, batch.y).mean())
 """, ["t_wrong_return.loss returned float", "scalar torch.Tensor", "Nothing was written"]),
     "raises": ("", """\
-@register_method
+@METHODS.register()
 class Raises(SGDBase):
     name = "t_raises"
     def loss(self, ctx, batch):
         raise ValueError("my bug")
 """, ["ValueError: my bug", "raises.py:9"]),
     "nan_loss": ("", """\
-@register_method
+@METHODS.register()
 class NaNLoss(SGDBase):
     name = "t_nan"
     def loss(self, ctx, batch):
@@ -205,14 +206,14 @@ class NaNLoss(SGDBase):
 """, ["NonFiniteLossError", "loss is nan"]),
     "hangs": ("", """\
 import time
-@register_method
+@METHODS.register()
 class Hangs(SGDBase):
     name = "t_hangs"
     def loss(self, ctx, batch):
         time.sleep(600)
 """, ["timeout: no result after 8 s"]),
     "clashes": ("", """\
-@register_method
+@METHODS.register()
 class Clash(SGDBase):
     name = "erm"
     def loss(self, ctx, batch):
@@ -285,10 +286,9 @@ def test_a_failing_cell_is_recorded_and_the_grid_goes_on(case, small_board, tmp_
     path = tmp_path / f"late_{case}.py"
     path.write_text(textwrap.dedent(f"""\
         {imports}
-        from bench.plugins import register_method
-        from methods._common import SGDBase, SGDConfig
+        from bench.api import METHODS, SGDBase, SGDConfig
 
-        @register_method
+        @METHODS.register()
         class Late(SGDBase):
             \"\"\"Trains, then fails in epoch 1 of seed 0 ({case}).\"\"\"
             name = "t_late_{case}"
@@ -338,8 +338,8 @@ def installed_plugin(tmp_path, monkeypatch):
 
 def test_entry_point_is_discovered_loaded_and_runs_isolated(installed_plugin, small_board):
     from bench.execute.isolation import call_isolated
-    from bench.execute.submission import (ENTRY_POINT_PREFIX, entry_points, load_installed_plugins,
-                                  smoke_test)
+    from bench.execute.submission import smoke_test
+    from bench.plugins import ENTRY_POINT_PREFIX, entry_points, load_installed_plugins
 
     assert installed_plugin in [ep.name for ep in entry_points()]
     assert installed_plugin in load_installed_plugins()
@@ -362,7 +362,8 @@ def test_unknown_entry_point_lists_the_installed_ones(installed_plugin, small_bo
 def test_the_template_is_a_valid_submission(small_board):
     """docs/method_template.py passes the same checks and trial run as a submission."""
     from bench.execute.isolation import call_isolated
-    from bench.execute.submission import composition_for, load_file, smoke_test
+    from bench.execute.submission import composition_for, smoke_test
+    from bench.plugins import load_file
 
     source = load_file(TEMPLATE)
     assert composition_for(source, None, None) == "template_mix"

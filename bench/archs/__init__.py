@@ -7,13 +7,26 @@ Every model takes pixels in [0, 1] and starts with a `Normalize` layer. CIFAR-st
 from __future__ import annotations
 
 import sys
+from functools import cache
 
+import torch
 from torch import nn
 
-from bench.archs import densenet, from_python, from_robustbench, from_timm, mobilenetv2, preact_resnet, resnet, small_cnn, vgg  # noqa: F401  (register)
+from bench.archs import (  # noqa: F401  (register)
+    densenet,
+    from_python,
+    from_robustbench,
+    from_timm,
+    mobilenetv2,
+    preact_resnet,
+    resnet,
+    small_cnn,
+    vgg,
+)
 from bench.archs.base import ARCHS, ArchArgs, Normalize, ResidualBlock
 
-__all__ = ["ARCHS", "ArchArgs", "Normalize", "ResidualBlock", "residual_blocks"]
+__all__ = ["ARCHS", "ArchArgs", "Normalize", "ResidualBlock", "residual_archs",
+           "residual_blocks"]
 
 
 def residual_blocks(model: nn.Module) -> list[nn.Module]:
@@ -27,3 +40,17 @@ def residual_blocks(model: nn.Module) -> list[nn.Module]:
     if timm_resnet is not None:
         kinds += (timm_resnet.BasicBlock, timm_resnet.Bottleneck)
     return [m for m in model.modules() if isinstance(m, kinds)]
+
+
+@cache
+def residual_archs() -> tuple[str, ...]:
+    """Registered archs whose models have residual blocks (built on the meta device:
+    no memory, milliseconds each); named when a method that needs blocks refuses an arch."""
+    names = []
+    for name in ARCHS.list():
+        with torch.device("meta"):
+            model = ARCHS.create(name, num_classes=10, in_channels=3, image_size=32,
+                                 mean=[0.5] * 3, std=[0.5] * 3)
+        if residual_blocks(model):
+            names.append(name)
+    return tuple(names)

@@ -24,7 +24,7 @@ from pyautoattack.fab_pt import FABAttack_PT
 from pyautoattack.square import SquareAttack
 from torch import nn
 
-from bench.attacks.base import Attack, register_attack
+from bench.attacks.base import ATTACKS, Attack
 
 STANDARD_TARGET_CLASSES = 9  # AutoAttack standard: 9 target classes for APGD-T and FAB-T
 
@@ -67,7 +67,7 @@ class _PyAutoAttack(Attack):
         """Run the library's attack, seeded with ``seed``."""
 
 
-@register_attack
+@ATTACKS.register()
 class AutoAttackStandard(_PyAutoAttack):
     """AutoAttack, standard version: APGD-CE, APGD-T, FAB-T, Square on the points still robust."""
 
@@ -87,7 +87,7 @@ class AutoAttackStandard(_PyAutoAttack):
         return x_adv
 
 
-@register_attack
+@ATTACKS.register()
 class APGDCE(_PyAutoAttack):
     """APGD on cross-entropy (AutoAttack's first attack), 100 iterations by default."""
 
@@ -100,7 +100,7 @@ class APGDCE(_PyAutoAttack):
                           loss="ce", rho=self.opts["rho"], device=x.device).perturb(x, y)
 
 
-@register_attack
+@ATTACKS.register()
 class APGDT(_PyAutoAttack):
     """APGD on the targeted DLR loss over the top 9 other classes, 100 iterations each."""
 
@@ -114,7 +114,7 @@ class APGDT(_PyAutoAttack):
                                    n_target_classes=_n_targets(model, x)).perturb(x, y)
 
 
-@register_attack
+@ATTACKS.register()
 class FABT(_PyAutoAttack):
     """FAB, targeted, over the top 9 other classes, 100 iterations each, no random start."""
 
@@ -128,7 +128,7 @@ class FABT(_PyAutoAttack):
                             n_target_classes=_n_targets(model, x)).perturb(x, y)
 
 
-@register_attack
+@ATTACKS.register()
 class Square(_PyAutoAttack):
     """Square Attack (Andriushchenko et al. 2020), black-box; ``steps`` is its query budget."""
 

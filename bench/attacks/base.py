@@ -76,5 +76,6 @@ ATTACKS: Registry[Attack] = Registry("attack")
 
 
 def register_attack(cls: type[Attack]) -> type[Attack]:
-    """Class decorator: register ``cls`` under ``cls.name``."""
-    return ATTACKS.register(cls.name)(cls)
+    """``@register_attack``: the same as ``@ATTACKS.register()`` (registers ``cls`` under
+    ``cls.name``), kept for code written before every registry took one decorator style."""
+    return ATTACKS.register()(cls)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.attacks.ascent import ascend, input_diversity
-from bench.attacks.base import Attack, register_attack
+from bench.attacks.base import ATTACKS, Attack
 
 
 def _sum_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -43,7 +43,7 @@ class _Ascent(Attack):
                       generator=generator, stop_when_fooled=True, **self._loop_args())
 
 
-@register_attack
+@ATTACKS.register()
 class FGSM(_Ascent):
     """FGSM (Goodfellow et al. 2015): one step of size eps from the clean input."""
 
@@ -56,7 +56,7 @@ class FGSM(_Ascent):
         return {**opts, "alpha": self.eps}
 
 
-@register_attack
+@ATTACKS.register()
 class FFGSM(_Ascent):
     """FFGSM (Wong et al. 2020): FGSM from a uniform random start, alpha = 1.25 eps."""
 
@@ -70,7 +70,7 @@ class FFGSM(_Ascent):
                 "random_start": "uniform"}
 
 
-@register_attack
+@ATTACKS.register()
 class PGD(_Ascent):
     """PGD (Madry et al. 2018): uniform random start, alpha = 2.5 eps / steps."""
 
@@ -90,7 +90,7 @@ class PGD(_Ascent):
         return self.opts["random_start"] is not None
 
 
-@register_attack
+@ATTACKS.register()
 class CW(PGD):
     """CW-Linf: PGD on the CW margin loss (kappa = 50 as in TRADES' evaluation code)."""
 
@@ -102,7 +102,7 @@ class CW(PGD):
         return {**super()._loop_args(), "loss_fn": partial(_cw_margin, kappa=self.opts["kappa"])}
 
 
-@register_attack
+@ATTACKS.register()
 class MIFGSM(_Ascent):
     """MI-FGSM (Dong et al. 2018): momentum 1.0 on L1-normalised gradients, alpha = eps / steps."""
 
@@ -118,7 +118,7 @@ class MIFGSM(_Ascent):
         return {**super()._loop_args(), "momentum": self.opts["momentum"]}
 
 
-@register_attack
+@ATTACKS.register()
 class DIFGSM(_Ascent):
     """DI-FGSM (Xie et al. 2019): gradients through a random resize-and-pad (prob 0.5)."""
 

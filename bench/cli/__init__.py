@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from bench.allocator import keep_freed_memory
-    from bench.execute.submission import SubmissionError
+    from bench.errors import SubmissionError
     from bench.grid.spec import SpecError
     from bench.registry import UnknownNameError
 

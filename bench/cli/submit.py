@@ -11,7 +11,10 @@ from bench.cli._common import UsageError, leaderboard_dir, results_of
 def cmd_submit(args: argparse.Namespace) -> int:
     import json
 
-    from bench.execute.submission import ENTRY_POINT_PREFIX, submit
+    # Here, not at the top: submitting imports torch and the engine; `perbench --help`
+    # and the other commands must not pay for it.
+    from bench.execute.submission import submit
+    from bench.plugins import ENTRY_POINT_PREFIX
 
     board = leaderboard_dir(args.leaderboard)
     source = args.source

@@ -16,10 +16,14 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from bench.allocator import keep_freed_memory
+from bench.plugins import load_source
 
 
 class CellFailed(RuntimeError):
@@ -37,9 +41,6 @@ def describe_error(exc: BaseException) -> str:
 def exit_with_parent(parent_pid: int, every_s: float = 1.0) -> None:
     """In a child process: exit when ``parent_pid`` is gone (killed with -9, it cannot stop
     us), so no orphan keeps computing, or holds the terminal's or a caller's pipes open."""
-    import os
-    import threading
-
     def watch() -> None:
         while True:
             time.sleep(every_s)
@@ -53,11 +54,7 @@ def _child(conn, parent_pid: int, plugins: Sequence[str], fn: Callable, args: tu
            kwargs: dict) -> None:
     exit_with_parent(parent_pid)
     try:
-        from bench.allocator import keep_freed_memory
-        from bench.execute.submission import load_source
-
         keep_freed_memory()
-
         for source in plugins:
             load_source(source)
         result = fn(*args, **kwargs)

@@ -4,7 +4,8 @@ leaderboard's whole grid, with nothing already there put at risk.
 Order of work, cheapest failure first:
 
 1. load the source (a ``.py`` file, or an entry point of group ``perbench.methods``) and
-   find the method(s) it registers — syntax errors and import errors stop here;
+   find the method(s) it registers (:mod:`bench.plugins`) — syntax errors and import
+   errors stop here;
 2. check the class (a Base or Modifier with its own pydantic ``Config``) and the
    composition it will run as;
 3. train two steps on 16 points of the leaderboard's data in a separate process, with a
@@ -18,146 +19,51 @@ keys: earlier results cannot be touched.
 """
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
-import sys
+import json
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-ENTRY_POINT_GROUP = "perbench.methods"
-ENTRY_POINT_PREFIX = "entry-point:"
+import torch
+from pydantic import ValidationError
+
+from bench.api import Base, Budget, MethodConfig, Modifier, ThreatModel, TrainContext
+from bench.attacks import perturb
+from bench.errors import SubmissionError
+from bench.execute.isolation import CellFailed, call_isolated
+from bench.execute.sequential import run_local
+from bench.grid.cells import stable_hash
+from bench.grid.spec import (
+    MethodSpec,
+    SpecError,
+    load_spec,
+    results_location,
+    validate_names,
+)
+from bench.plugins import (
+    ENTRY_POINT_GROUP,
+    ENTRY_POINT_PREFIX,
+    METHODS,
+    CompositionError,
+    Source,
+    compose,
+    load_source,
+)
+from bench.results import store
+from bench.results.board import mce_reference
+from bench.results.provenance import versions_json
+from bench.views.leaderboard import leaderboard_frame, load_tables
+from bench.work.loop import train
+from bench.work.runner import build_model, load_dataset, now, threads
+
+# Loading (files, entry points) lives beside the registry in bench.plugins; these names
+# stay importable from here for code written before it moved.
+__all__ = ["CELL_TIMEOUT_S", "ENTRY_POINT_GROUP", "ENTRY_POINT_PREFIX", "VALIDATE_TIMEOUT_S",
+           "Source", "SubmissionError", "SubmitReport", "composition_for", "load_source",
+           "ranks", "smoke_test", "submission_id", "submit"]
+
 VALIDATE_TIMEOUT_S = 300.0
 CELL_TIMEOUT_S = 3 * 3600.0
-
-
-class SubmissionError(ValueError):
-    """What the submitter must fix; printed without a traceback, exit code 2."""
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where a submitted method's code comes from."""
-
-    ref: str  # what isolated processes load: a file path or "entry-point:<name>"
-    module: str  # the module that registered the methods
-    methods: tuple[str, ...]  # registry names it added
-    code_sha: str  # sha256 of the file; for an entry point, of "<dist>==<version>"
-    path: Path | None = None  # the file, when it is one
-
-
-# -- loading ---------------------------------------------------------------------------
-
-def load_source(ref: str) -> Source:
-    """Load a file path or ``entry-point:<name>``; idempotent within a process."""
-    if ref.startswith(ENTRY_POINT_PREFIX):
-        return load_entry_point(ref.removeprefix(ENTRY_POINT_PREFIX))
-    return load_file(Path(ref))
-
-
-def load_file(path: Path) -> Source:
-    from bench.plugins import load_builtin_methods
-
-    load_builtin_methods()  # so a name clash with a built-in is caught, not a silent shadow
-    path = Path(path)
-    if not path.is_file():
-        raise SubmissionError(f"{path}: no such file (give the path of the .py file that "
-                              "defines your method)")
-    if path.suffix != ".py":
-        raise SubmissionError(f"{path}: expected a Python file ending in .py")
-    data = path.read_bytes()
-    try:
-        compile(data, str(path), "exec")
-    except SyntaxError as exc:
-        line = (exc.text or "").rstrip()
-        raise SubmissionError(f"{path}:{exc.lineno}: syntax error: {exc.msg}"
-                              + (f"\n    {line.strip()}" if line else "")) from None
-    sha = hashlib.sha256(data).hexdigest()
-    # One module per file content: loading the same file twice reuses it (the registry
-    # refuses a second class under the same name), an edited file is a new submission.
-    module_name = f"perbench_submission_{sha[:16]}"
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:
-            del sys.modules[module_name]
-            raise SubmissionError(f"{path}: importing it raised {_where(exc, path)}") from None
-    methods = methods_of(module_name)
-    if not methods:
-        raise SubmissionError(
-            f"{path}: registers no method. Decorate your class with @register_method "
-            "(from bench.plugins import register_method); see docs/method_template.py")
-    return Source(ref=str(path.resolve()), module=module_name, methods=methods,
-                  code_sha=sha, path=path.resolve())
-
-
-def entry_points() -> list[metadata.EntryPoint]:
-    return sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
-
-
-def load_entry_point(name: str) -> Source:
-    """The entry point ``name`` of group ``perbench.methods`` (``name = pkg.module`` or
-    ``pkg.module:Class`` in the package's metadata); importing its module registers it."""
-    from bench.plugins import load_builtin_methods
-
-    load_builtin_methods()
-    found = [ep for ep in entry_points() if ep.name == name]
-    if not found:
-        names = ", ".join(ep.name for ep in entry_points()) or "none installed"
-        raise SubmissionError(f"no entry point {name!r} in group {ENTRY_POINT_GROUP!r}; "
-                              f"installed: {names}")
-    ep = found[0]
-    try:
-        ep.load()
-    except Exception as exc:
-        raise SubmissionError(f"entry point {name!r} ({ep.value}): loading it raised "
-                              f"{_where(exc)}") from None
-    module = ep.value.split(":")[0].strip()
-    methods = methods_of(module)
-    if not methods:
-        raise SubmissionError(f"entry point {name!r} ({ep.value}) registers no method; "
-                              "decorate the class with @register_method")
-    dist = getattr(ep, "dist", None)
-    version = f"{dist.name}=={dist.version}" if dist is not None else ep.value
-    return Source(ref=ENTRY_POINT_PREFIX + name, module=module, methods=methods,
-                  code_sha=hashlib.sha256(version.encode()).hexdigest())
-
-
-def load_installed_plugins() -> list[str]:
-    """Import every installed ``perbench.methods`` entry point so grids can name them;
-    a broken one is reported and skipped (one bad package must not stop every grid)."""
-    import warnings
-
-    loaded = []
-    for ep in entry_points():
-        try:
-            load_entry_point(ep.name)
-            loaded.append(ep.name)
-        except SubmissionError as exc:
-            warnings.warn(f"skipping plugin: {exc}", stacklevel=2)
-    return loaded
-
-
-def methods_of(module: str) -> tuple[str, ...]:
-    from bench.plugins import METHODS
-
-    return tuple(n for n in METHODS.list() if getattr(METHODS.get(n), "__module__", None) == module)
-
-
-def _where(exc: BaseException, path: Path | None = None) -> str:
-    """The exception and the deepest line of the submitter's file it passed through."""
-    import traceback
-
-    frames = traceback.extract_tb(exc.__traceback__)
-    mine = [f for f in frames if path is not None and Path(f.filename).resolve() == path.resolve()]
-    frame = (mine or frames or [None])[-1]
-    where = f" at {Path(frame.filename).name}:{frame.lineno}" if frame else ""
-    return f"{type(exc).__name__}: {exc}{where}"
 
 
 # -- checking --------------------------------------------------------------------------
@@ -165,9 +71,6 @@ def _where(exc: BaseException, path: Path | None = None) -> str:
 def composition_for(source: Source, method: str | None, on: str | None) -> str:
     """The name the grid runs: the method itself for a base, ``<on>+<method>`` for a
     modifier (which needs a base to hook into)."""
-    from bench.api import Base, MethodConfig, Modifier
-    from bench.plugins import METHODS
-
     if method is None:
         if len(source.methods) > 1:
             raise SubmissionError(f"{source.ref} registers {len(source.methods)} methods "
@@ -184,7 +87,7 @@ def composition_for(source: Source, method: str | None, on: str | None) -> str:
     if not (isinstance(config, type) and issubclass(config, MethodConfig)) or config is MethodConfig:
         raise SubmissionError(
             f"{cls.__name__} ({method!r}) has no Config: give it a class attribute "
-            "`Config`, a subclass of bench.api.MethodConfig (or methods._common.SGDConfig) "
+            "`Config`, a subclass of bench.api.MethodConfig (or bench.api.SGDConfig) "
             "listing its options with defaults, even if it has none of its own, so the "
             "leaderboard records what ran")
     if issubclass(cls, Base):
@@ -201,14 +104,6 @@ def smoke_test(ref: str, composition: str, config: dict, dataset: str, arch: str
                data_root: str | None, threat: tuple[str, float]) -> dict:
     """Two optimizer steps on 16 training points, in whatever process calls it (the
     submit path calls it in an isolated one). Returns what ran; raises what went wrong."""
-    import torch
-
-    from bench.api import Budget, ThreatModel, TrainContext
-    from bench.attacks import perturb
-    from bench.work.loop import train
-    from bench.plugins import compose
-    from bench.work.runner import build_model, load_dataset, threads
-
     load_source(ref)
     comp = compose(composition, config)
     data = load_dataset(dataset, data_root)
@@ -244,8 +139,6 @@ class SubmitReport:
 
 
 def submission_id(source: Source, composition: str, config: dict, label: str) -> str:
-    from bench.grid.cells import stable_hash
-
     return stable_hash({"code": source.code_sha, "composition": composition,
                         "config": config, "label": label})[:12]
 
@@ -255,16 +148,6 @@ def submit(source_ref: str, board: Path, *, label: str | None = None, method: st
            link: str | None = None, license: str | None = None,
            timeout: float = CELL_TIMEOUT_S, validate_timeout: float = VALIDATE_TIMEOUT_S,
            show_progress: bool = True, log=print) -> SubmitReport:
-    from pydantic import ValidationError
-
-    from bench.results import store
-    from bench.execute.sequential import run_local
-    from bench.execute.isolation import CellFailed, call_isolated
-    from bench.plugins import CompositionError, compose
-    from bench.results.provenance import versions_json
-    from bench.work.runner import now
-    from bench.grid.spec import MethodSpec, SpecError, load_spec, results_location
-
     board = Path(board)
     spec = load_spec(board / "grid.yaml")
     results = results_location(board, spec)
@@ -283,8 +166,6 @@ def submit(source_ref: str, board: Path, *, label: str | None = None, method: st
     entry = MethodSpec(name=composition, label=label, config=config)
     try:
         full = spec.model_copy(update={"methods": [*spec.methods, entry]})
-        from bench.grid.spec import validate_names
-
         validate_names(full, board / "grid.yaml")
     except SpecError as exc:
         raise SubmissionError(str(exc)) from None
@@ -326,16 +207,11 @@ def submit(source_ref: str, board: Path, *, label: str | None = None, method: st
 
 
 def _json(value) -> str:
-    import json
-
     return json.dumps(value, sort_keys=True)
 
 
 def ranks(results, label: str, board: Path | None = None) -> list[str]:
     """Where ``label`` stands on each (dataset, arch) it ran on, one line each."""
-    from bench.results.board import mce_reference
-    from bench.views.leaderboard import leaderboard_frame, load_tables
-
     tables = load_tables(results)
     runs = tables["runs"]
     mine = runs[runs["method"] == label]

@@ -17,7 +17,30 @@ On CUDA every time is read from CUDA events.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 # Names only here, so the CLI can list them without importing torch.
 FIGURES = ("matmul_peak", "pgd10_eval", "train_erm", "train_pgd_at", "meter_overhead",
            "autoattack", "quickstart")
 DEFAULT_FIGURES = FIGURES[:-1]  # the quickstart takes minutes: asked for by name
+
+
+@dataclass
+class Figure:
+    """One measured figure: PERBench's value beside the reference's, in one unit."""
+
+    figure: str
+    value: float
+    unit: str
+    reference: float | None = None
+    ratio: float | None = None
+    ratio_meaning: str = ""
+    target: float | None = None  # the ratio's target; met when ratio >= target (or <= for costs)
+    lower_is_better: bool = False
+    detail: dict = field(default_factory=dict)
+
+    @property
+    def target_met(self) -> bool | None:
+        if self.target is None or self.ratio is None:
+            return None
+        return self.ratio <= self.target if self.lower_is_better else self.ratio >= self.target

@@ -7,7 +7,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -15,28 +15,8 @@ from torch import nn
 
 from bench.api import Execution
 from bench.measures import FlopMeter
-from bench.speed import DEFAULT_FIGURES, FIGURES, reference
-
-
-@dataclass
-class Figure:
-    """One measured figure: PERBench's value beside the reference's, in one unit."""
-
-    figure: str
-    value: float
-    unit: str
-    reference: float | None = None
-    ratio: float | None = None
-    ratio_meaning: str = ""
-    target: float | None = None  # the ratio's target; met when ratio >= target (or <= for costs)
-    lower_is_better: bool = False
-    detail: dict = field(default_factory=dict)
-
-    @property
-    def target_met(self) -> bool | None:
-        if self.target is None or self.ratio is None:
-            return None
-        return self.ratio <= self.target if self.lower_is_better else self.ratio >= self.target
+from bench.speed import DEFAULT_FIGURES, FIGURES, Figure, reference
+from bench.speed.quickstart import quickstart_figure
 
 
 @dataclass
@@ -166,8 +146,8 @@ def _train_once(subject: Subject, method: str, config: dict, x: torch.Tensor, y:
                 batch_size: int, metered: bool, execution: Execution, seed: int = 0):
     from bench.api import Budget, ThreatModel, TrainContext
     from bench.attacks import perturb
-    from bench.work.loop import train
     from bench.plugins import compose
+    from bench.work.loop import train
 
     comp = compose(method, config)
     torch.manual_seed(seed)
@@ -288,9 +268,9 @@ def load_subject(board: Path, method: str = "pgd_at", arch: str | None = None,
                  device: torch.device | None = None) -> Subject:
     """A finished run of ``board`` (default: its ``pgd_at`` run, seed 0, first arch) with
     its dataset. Raises ValueError naming what is missing."""
+    from bench.grid.spec import load_spec, results_location
     from bench.results import store
     from bench.work.runner import build_model, load_dataset
-    from bench.grid.spec import load_spec, results_location
 
     spec = load_spec(Path(board) / "grid.yaml")
     results = results_location(board, spec)
@@ -403,8 +383,6 @@ def measure(subject: Subject, figures: tuple[str, ...] = DEFAULT_FIGURES, *,
             progress("autoattack")
             out.append(autoattack_time(subject, points=aa_points))
     if "quickstart" in figures:
-        from bench.speed.quickstart import quickstart_figure
-
         progress("quickstart")
         out.append(quickstart_figure(quickstart))
     return out

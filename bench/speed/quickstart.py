@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.speed.figures import Figure
+from bench.speed import Figure
 
 REPO = Path(__file__).resolve().parents[2]
 # A stack is model compute when any of its frames is one of these.

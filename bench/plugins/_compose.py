@@ -1,49 +1,19 @@
-"""The method registry and composition rules (``base+modifier+...``).
+"""Composition rules (``base+modifier+...``): the methods a grid names, built and checked.
 
 Bases own the per-batch objective; modifiers hook into the shared loop (DESIGN core
 idea 4). Which modifier fits which base is checked here, once, at spec validation.
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
-from bench.api import Base, MethodConfig, Modifier
-from bench.registry import Registry, UnknownNameError
-
-METHODS: Registry[type[Base] | type[Modifier]] = Registry("method")
-
-
-def register_method(cls):
-    """Class decorator: ``@register_method class PGDAT(Base): name = "pgd_at" ...``."""
-    if not isinstance(getattr(cls, "name", None), str) or not cls.name:
-        raise ValueError(f"{cls.__name__}: set a class attribute `name` (the registry name, "
-                         "e.g. name = \"my_method\") before @register_method")
-    METHODS.register(cls.name, doc=((cls.__doc__ or "").strip().splitlines() or [""])[0])(cls)
-    return cls
-
-
-_loaded = False
-
-
-def load_builtin_methods() -> None:
-    """Import every module of the top-level ``methods`` package, then every installed
-    ``perbench.methods`` entry point, so they register."""
-    global _loaded
-    if _loaded:
-        return
-    import methods
-
-    for info in pkgutil.iter_modules(methods.__path__):
-        importlib.import_module(f"methods.{info.name}")
-    _loaded = True  # before the plugins: loading them calls back here
-    from bench.execute.submission import load_installed_plugins
-
-    load_installed_plugins()  # installed packages' `perbench.methods` entry points
+from bench._method import Base, MethodConfig, Modifier
+from bench._method_registry import METHODS
+from bench.plugins._loading import load_builtin_methods
+from bench.registry import UnknownNameError
 
 
 class CompositionError(ValueError):
