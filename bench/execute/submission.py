@@ -207,7 +207,7 @@ def smoke_test(ref: str, composition: str, config: dict, dataset: str, arch: str
     from bench.attacks import perturb
     from bench.work.loop import train
     from bench.plugins import compose
-    from bench.work.runner import build_model, load_dataset, threads
+    from bench.work.model import build_model, load_dataset, threads
 
     load_source(ref)
     comp = compose(composition, config)
@@ -239,7 +239,7 @@ class SubmitReport:
     label: str
     composition: str
     smoke: dict
-    run: Any = None  # bench.execute.sequential.RunReport
+    run: Any = None  # bench.execute.tasks.RunReport
     ranks: list[str] = field(default_factory=list)
 
 
@@ -262,7 +262,7 @@ def submit(source_ref: str, board: Path, *, label: str | None = None, method: st
     from bench.execute.isolation import CellFailed, call_isolated
     from bench.plugins import CompositionError, compose
     from bench.results.provenance import versions_json
-    from bench.work.runner import now
+    from bench.work.rows import now
     from bench.grid.spec import MethodSpec, SpecError, load_spec, results_location
 
     board = Path(board)

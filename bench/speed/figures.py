@@ -289,7 +289,7 @@ def load_subject(board: Path, method: str = "pgd_at", arch: str | None = None,
     """A finished run of ``board`` (default: its ``pgd_at`` run, seed 0, first arch) with
     its dataset. Raises ValueError naming what is missing."""
     from bench.results import store
-    from bench.work.runner import build_model, load_dataset
+    from bench.work.model import build_model, load_dataset
     from bench.grid.spec import load_spec, results_location
 
     spec = load_spec(Path(board) / "grid.yaml")
@@ -368,7 +368,7 @@ def measure(subject: Subject, figures: tuple[str, ...] = DEFAULT_FIGURES, *,
             progress: Callable[[str], None] = lambda name: None) -> list[Figure]:
     """The requested figures, in order, at ``threads`` torch threads; the training figures
     run as ``execution`` says, against a matmul peak in its precision."""
-    from bench.work.runner import threads as with_threads
+    from bench.work.model import threads as with_threads
 
     unknown = set(figures) - set(FIGURES)
     if unknown:
