@@ -1,11 +1,19 @@
-"""Cell kinds (:mod:`bench.work.kinds.base`): the built-in ones register on import, and
-:func:`expand` lists a grid's cells kind by kind."""
+"""Cell kinds (:mod:`bench.work.kinds.base`): every module of this package defines one and
+registers it on import, and :func:`expand` lists a grid's cells kind by kind."""
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 from bench.grid.cells import Grid, train_cells
 from bench.grid.spec import GridSpec
-from bench.work.kinds import attack, corruption, latency, sweep, train, transfer  # noqa: F401  (register)
 from bench.work.kinds.base import KINDS, CellKind, all_kinds, register_kind
+
+# Every module here is a kind: importing them all registers them, so a new kind is a new
+# module and nothing else in this package changes.
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name != "base":
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["KINDS", "CellKind", "all_kinds", "expand", "register_kind"]
 
