@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-
-from bench.results import store
-from bench.grid.cells import expand
-from bench.grid.spec import SpecError, load_spec
 from conftest import FIXTURE
+
+from bench.grid.spec import SpecError, load_spec
+from bench.results import store
+from bench.work.kinds import expand
 
 
 def rows(board, table: str) -> pd.DataFrame:
@@ -42,8 +42,8 @@ def test_doubling_sweep_stops_below_chance_and_never_rises(finished):
 
 
 def test_list_sweep_visits_every_eps(tmp_path):
-    from bench.work.evaluations import run_sweep_cell
     from bench.grid.spec import SweepSpec
+    from bench.work.kinds.sweep import run_sweep_cell
 
     board = tmp_path / "tiny"
     shutil.copytree(FIXTURE, board)
@@ -186,8 +186,8 @@ def test_a_failed_check_flags_its_method_on_show(finished, tmp_path):
 def test_official_files_of_another_dataset_are_refused_by_name(finished, tmp_path):
     """CIFAR-10-C files (32×32 RGB) against a digits model: the cell names the folder."""
     from bench.grid.cells import CorruptionCell
-    from bench.work.evaluations import run_corruption_cell
     from bench.grid.spec import CorruptionSpec
+    from bench.work.kinds.corruption import run_corruption_cell
 
     root = tmp_path / "CIFAR-10-C"
     root.mkdir()

@@ -69,7 +69,7 @@ def pd_isna(value) -> bool:
 
 def test_a_user_factory_with_a_plain_pytorch_model(trained_digits_model, tmp_path):
     from bench.work.loop import accuracy
-    from bench.work.runner import load_dataset
+    from bench.work.model import load_dataset
 
     ckpt = tmp_path / "model.pt"
     torch.save({"state_dict": trained_digits_model.state_dict()}, ckpt)  # a usual wrapper

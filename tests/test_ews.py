@@ -11,15 +11,15 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from bench.results import store
 from bench.api import Batch
 from bench.archs import residual_blocks
 from bench.archs.preact_resnet import PreActResNet
 from bench.archs.resnet import BasicBlock, ResNet
 from bench.cli import main
 from bench.execute.sequential import run_local
-from bench.plugins import CompositionError, compose
 from bench.grid.spec import SpecError, load_spec
+from bench.plugins import CompositionError, compose
+from bench.results import store
 from methods.ews import input_channel_l1, kept, plackett_luce
 
 CPU = torch.device("cpu")
@@ -270,9 +270,9 @@ def test_spec_accepts_ews_on_residual_archs(tmp_path):
 
 
 def test_runner_refuses_a_grid_that_skipped_validation(tmp_path):
-    from bench.work import runner
-    from bench.grid.cells import expand
     from bench.grid.spec import GridSpec
+    from bench.work import train as runner
+    from bench.work.kinds import expand
 
     spec = GridSpec(name="x", datasets=["digits"], archs=["small_cnn"], methods=["erm+ews"],
                     budget={"epochs": 1, "batch_size": 128})  # built directly: not validated

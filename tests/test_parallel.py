@@ -13,10 +13,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
-from bench.results import store
 from conftest import FIXTURE
 from test_e2e import assert_same_tables, perbench, rows
+
+from bench.results import store
 
 # The tiny grid without its slowest axes: the fault trials run it several times.
 SMALL = {"corruptions": None, "eps_sweeps": [], "transfer": None,
@@ -270,7 +270,7 @@ def test_random_kills_never_lose_or_corrupt(tmp_path, sequential):
 def test_runs_say_where_the_platform_is_nondeterministic(finished):
     import torch
 
-    from bench.work.runner import nondeterminism
+    from bench.work.train import nondeterminism
 
     assert rows(finished, "runs")["nondeterminism"].isna().all()  # CPU: repeatable
     assert nondeterminism(torch.device("cpu")) is None

@@ -8,10 +8,10 @@ import pytest
 import yaml
 from test_e2e import perbench, rows
 
-from bench.grid.cells import expand
-from bench.execute.sequential import pending
+from bench.execute.schedule import pending
 from bench.grid.estimate import make_plan
 from bench.grid.spec import load_spec, results_location
+from bench.work.kinds import expand
 
 
 def plan_of(board):

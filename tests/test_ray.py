@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from test_e2e import assert_same_tables, rows
 from test_parallel import small_board, uri_board
 
@@ -33,7 +32,7 @@ def ray_local(monkeypatch, tmp_path):
 
 
 def run_ray(board: Path, **kwargs):
-    from bench.execute.parallel import run_ray
+    from bench.execute.ray_cluster import run_ray
     from bench.grid.spec import load_spec, results_location
 
     spec = load_spec(board / "grid.yaml")

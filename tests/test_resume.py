@@ -12,8 +12,8 @@ import torch
 from method_cases import COMPOSITIONS, context, train_case
 
 from bench.api import Execution, Modifier
-from bench.work.loop import ResumeError, train
 from bench.plugins import compose
+from bench.work.loop import ResumeError, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -119,7 +119,7 @@ def test_resumed_seconds_continue_from_the_snapshot(digits_tensors):
 
 def test_runner_ignores_snapshots_it_cannot_use(tmp_path, digits_tensors, caplog):
     from bench.results.provenance import versions_json
-    from bench.work.runner import read_snapshot
+    from bench.work.train import read_snapshot
 
     path = tmp_path / "resume" / "abc.pt"
     assert read_snapshot(path, "abc") is None  # none yet

@@ -103,7 +103,7 @@ def test_cli_exits_2_with_message(tmp_path):
 
 
 def test_attack_seeds_select_runs_and_train_size_keys(tmp_path):
-    from bench.grid.cells import expand
+    from bench.work.kinds import expand
 
     spec = with_(seeds=[0, 1], attacks=[
         {"name": "pgd", "eps": 0.1, "steps": 5},
@@ -121,7 +121,7 @@ def test_attack_seeds_select_runs_and_train_size_keys(tmp_path):
 def test_training_split_subset_is_stratified_and_disjoint_from_validation():
     import torch
 
-    from bench.work.runner import training_split
+    from bench.work.train import training_split
 
     y = torch.arange(10).repeat(100)
     train_ids, val_ids = training_split(y, 100.0, seed=0, train_size=300)
@@ -134,7 +134,7 @@ def test_training_split_subset_is_stratified_and_disjoint_from_validation():
 
 def test_method_archs_restrict_its_cells_and_keep_keys(tmp_path):
     """A method limited to some archs trains only there; its keys equal the unrestricted ones."""
-    from bench.grid.cells import expand
+    from bench.work.kinds import expand
 
     archs = ["small_cnn", "preact_resnet18_w16"]
     spec = with_(archs=archs, methods=[
@@ -148,7 +148,7 @@ def test_method_archs_restrict_its_cells_and_keep_keys(tmp_path):
 
 
 def test_training_options_key_only_when_not_default(tmp_path):
-    from bench.grid.cells import expand
+    from bench.work.kinds import expand
 
     def first(**training):
         spec = with_(training=training) if training else GOOD

@@ -48,7 +48,7 @@ class AttackResult:
 
 
 @contextmanager
-def _evaluating(model: nn.Module, channels_last: bool = False) -> Iterator[None]:
+def evaluating(model: nn.Module, channels_last: bool = False) -> Iterator[None]:
     """Eval mode and frozen weights (FAB calls ``backward``), both restored afterwards.
 
     ``channels_last``: run a convolutional model with NHWC weights for the duration. oneDNN
@@ -118,7 +118,7 @@ def evaluate_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: 
     rejected = 0
     kept = x.clone() if keep_adv else None
     channels_last = x.dim() == 4 and uses_conv2d(model)
-    with _evaluating(model, channels_last):
+    with evaluating(model, channels_last):
         clean_correct = torch.cat([model(xb).argmax(dim=1) == yb
                                    for xb, yb in zip(x.split(batch_size), y.split(batch_size))])
         if robust is None:
@@ -168,7 +168,7 @@ def craft_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: A
     wrong = (~result.clean_correct).nonzero().squeeze(1).to(x.device)
     if len(wrong) and attack.eps > 0:
         generator = torch.Generator(device=x.device).manual_seed(seed + 1)
-        with _evaluating(model, channels_last=x.dim() == 4):
+        with evaluating(model, channels_last=x.dim() == 4):
             for idx in wrong.split(batch_size):
                 adv = attack.run(model, x[idx], y[idx], generator)
                 ok = _inside(attack, adv, x[idx])

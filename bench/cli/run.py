@@ -15,10 +15,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = load_spec(board / "grid.yaml")
     results = results_of(board, spec)
     if args.plan:
-        from bench.execute.sequential import pending
-        from bench.grid.cells import expand
+        from bench.execute.schedule import pending
         from bench.grid.estimate import make_plan
         from bench.grid.estimate import render as render_plan
+        from bench.work.kinds import expand
 
         grid = expand(spec)
         todo = pending(grid, results, args.retry_failed)
@@ -29,7 +29,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"--workers must be at least 1, not {args.workers}")
     if args.executor == "ray":
         try:
-            from bench.execute.parallel import run_ray
+            from bench.execute.ray_cluster import run_ray
         except ImportError:
             raise UsageError("--executor ray needs Ray: pip install 'perbench[ray]'") from None
         report = run_ray(spec, results, address=args.address,
@@ -38,7 +38,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif args.address is not None:
         raise UsageError("--address is for --executor ray")
     elif args.workers and args.workers > 1:
-        from bench.execute.parallel import run_processes
+        from bench.execute.processes import run_processes
 
         report = run_processes(spec, results, args.workers,
                                retry_failed=args.retry_failed, show_progress=not args.quiet,

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from bench.cli._common import UsageError, leaderboard_dir, results_of
@@ -66,22 +65,9 @@ def cmd_checks(args: argparse.Namespace) -> int:
     return 0
 
 def _recompute_checks(spec, results, quiet: bool = False) -> None:
-    """Rewrite every trained run's checks over its robustness rows as they stand: after an
-    upgrade of PERBench's checks, or evaluations added by hand. Model-level rows already
-    stored are kept (they need the model; the result-level ones need only the table)."""
-    from tqdm import tqdm
+    from bench.execute.schedule import recompute_checks
 
-    from bench.execute import tasks
-    from bench.execute.sequential import robustness_keys
-    from bench.grid.cells import expand
-
-    grid = expand(spec)
-    failed = []
-    for run in tqdm(grid.train, desc="checks", unit="run", disable=quiet):
-        outcome = tasks.check(run, robustness_keys(grid, run.key), results, spec.checks.n_eval)
-        failed += outcome.failed
-    for line in failed:
-        print(f"failed: {line}", file=sys.stderr)
+    recompute_checks(spec, results, quiet)
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     from bench.grid.spec import load_spec

@@ -54,7 +54,8 @@ from bench.results.board import mce_reference
 from bench.results.provenance import versions_json
 from bench.views.leaderboard import leaderboard_frame, load_tables
 from bench.work.loop import train
-from bench.work.runner import build_model, load_dataset, now, threads
+from bench.work.model import build_model, load_dataset, threads
+from bench.work.rows import now
 
 # Loading (files, entry points) lives beside the registry in bench.plugins; these names
 # stay importable from here for code written before it moved.
@@ -134,7 +135,7 @@ class SubmitReport:
     label: str
     composition: str
     smoke: dict
-    run: Any = None  # bench.execute.sequential.RunReport
+    run: Any = None  # bench.execute.tasks.RunReport
     ranks: list[str] = field(default_factory=list)
 
 

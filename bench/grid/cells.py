@@ -1,14 +1,16 @@
-"""Grid expansion into cells, and the stable keys that name them (DESIGN core idea 2).
+"""The cells of a grid, and the stable keys that name them (DESIGN core idea 2).
 
 A training key hashes everything that determines the trained model; an evaluation key
 is the training key plus the evaluation's own spec. Adding an attack to a grid adds
-evaluation cells only; existing checkpoints are reused.
+evaluation cells only; existing checkpoints are reused. Which cells a grid has is each
+cell kind's business (:mod:`bench.work.kinds`, ``expand``); the keys live here, one per cell
+class, because existing results are found by them.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from bench.grid.spec import AttackSpec, CorruptionSpec, GridSpec, MethodSpec, SweepSpec
@@ -170,14 +172,37 @@ class TransferCell:
                 f"{self.source.method.display} → {self.target.describe()}")
 
 
-@dataclass
 class Grid:
-    train: list[TrainCell]
-    attacks: list[AttackCell]
-    latency: list[LatencyCell]
-    sweeps: list[SweepCell] = field(default_factory=list)
-    corruptions: list[CorruptionCell] = field(default_factory=list)
-    transfer: list[TransferCell] = field(default_factory=list)
+    """The cells of a grid, per cell kind (:mod:`bench.work.kinds`), in the kinds' order.
+
+    ``grid["attack"]`` is one kind's cells; ``grid.attacks`` the same by the kind's label
+    (its row in ``--plan``), so code and tests read a grid by the names they always used.
+    A kind the grid has no cells of reads as empty.
+    """
+
+    def __init__(self, cells: dict[str, list], labels: dict[str, str] | None = None):
+        self.cells = cells
+        self.labels = dict(labels or {})  # label -> kind name
+
+    def __getitem__(self, kind: str) -> list:
+        return self.cells.get(kind, [])
+
+    def __getattr__(self, label: str) -> list:
+        labels = self.__dict__.get("labels", {})
+        if label in labels:
+            return self[labels[label]]
+        raise AttributeError(f"a grid has no kind labelled {label!r}")
+
+    def __iter__(self):
+        return iter(self.cells.items())
+
+    def keep(self, chosen) -> "Grid":
+        """The grid of the cells for which ``chosen(kind name, cell)`` is true."""
+        return Grid({kind: [c for c in cells if chosen(kind, c)] for kind, cells in self},
+                    self.labels)
+
+    def count(self) -> int:
+        return sum(len(cells) for cells in self.cells.values())
 
 
 def _training_options(spec: GridSpec) -> dict[str, Any]:
@@ -187,11 +212,9 @@ def _training_options(spec: GridSpec) -> dict[str, Any]:
             "channels_last": t.channels_last or None, "compile": t.compile or None}
 
 
-def expand(spec: GridSpec, extra_runs: tuple = ()) -> Grid:
-    """Every cell of ``spec``. ``extra_runs`` are models trained elsewhere
-    (:class:`bench.interop.external.ExternalRun`): they get the grid's evaluation cells too, and
-    join the transfer matrix, but have no training cell of their own to run."""
-    train = [
+def train_cells(spec: GridSpec) -> list[TrainCell]:
+    """The training cells of ``spec``: every (dataset, arch, method, seed) it names."""
+    return [
         TrainCell(leaderboard=spec.name, method=m, dataset=d, arch=a, seed=s,
                   epochs=spec.budget.epochs, batch_size=spec.budget.batch_size,
                   val_size=spec.budget.val_size, threads=spec.threads,
@@ -201,21 +224,3 @@ def expand(spec: GridSpec, extra_runs: tuple = ()) -> Grid:
         for d in spec.datasets for a in spec.archs for m in spec.methods for s in spec.seeds
         if m.archs is None or a in m.archs
     ]
-    train += list(extra_runs)
-    attacks = [AttackCell(t, atk, atk.n_eval or spec.budget.n_eval)
-               for t in train for atk in spec.attacks
-               if atk.seeds is None or t.seed in atk.seeds]
-    latency = [LatencyCell(t, hw) for t in train for hw in spec.hardware]
-    sweeps = [SweepCell(t, sw, sw.n_eval or spec.budget.n_eval)
-              for t in train for sw in spec.eps_sweeps if sw.seeds is None or t.seed in sw.seeds]
-    cs = spec.corruptions
-    corruptions = [] if cs is None else [
-        CorruptionCell(t, cs, cs.n_eval or spec.budget.n_eval)
-        for t in train if cs.seeds is None or t.seed in cs.seeds]
-    transfer = []
-    if spec.transfer is not None:
-        ts = spec.transfer
-        chosen = [t for t in train if ts.seeds is None or t.seed in ts.seeds]
-        transfer = [TransferCell(src, tgt, ts.attack, ts.n_eval or spec.budget.n_eval)
-                    for src in chosen for tgt in chosen if src.dataset == tgt.dataset]
-    return Grid(train, attacks, latency, sweeps, corruptions, transfer)

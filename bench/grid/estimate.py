@@ -17,8 +17,9 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bench.results import store
 from bench.grid.cells import Grid
+from bench.results import store
+from bench.work.kinds import all_kinds
 
 
 @dataclass
@@ -29,6 +30,7 @@ class KindPlan:
     estimated_seconds: float = 0.0
     estimated: int = 0  # of to_run, how many have an estimate
     rough: int = 0  # of those, how many only from a coarser match (see make_plan)
+    timed: bool = False  # whether cells of this kind can be estimated at all
 
 
 @dataclass
@@ -85,28 +87,30 @@ def make_plan(grid: Grid, todo: Grid, results: store.Location) -> Plan:
     rob = store.read_table(results, "robustness")
     eval_s = rob.groupby("eval_id")["attack_seconds"].sum(min_count=1).to_dict()
 
-    def evaluation(what: Callable[[object], str]):
+    def evaluation(kind):
         return (lambda c: eval_s.get(c.key),
-                (lambda c: (*_run_alike(c.train), what(c), c.n_eval),
-                 lambda c: (c.train.dataset, c.train.arch, what(c), c.n_eval)))
+                (lambda c: (*_run_alike(c.train), kind.alike(c), c.n_eval),
+                 lambda c: (c.train.dataset, c.train.arch, kind.alike(c), c.n_eval)))
 
-    timed = {
-        "train": (lambda c: train_s.get(c.key), (_run_alike, _run_roughly)),
-        "attacks": evaluation(lambda c: c.attack.model_dump_json()),
-        "sweeps": evaluation(lambda c: c.sweep.model_dump_json()),
-    }
     kinds, training = [], []
-    for kind in ("train", "attacks", "sweeps", "corruptions", "transfer", "latency"):
-        cells, pending = getattr(grid, kind), getattr(todo, kind)
-        plan = KindPlan(kind, len(cells) - len(pending), len(pending))
-        if kind in timed and pending:
+    for kind in all_kinds():
+        cells, pending = grid[kind.name], todo[kind.name]
+        plan = KindPlan(kind.label, len(cells) - len(pending), len(pending))
+        if kind.stage == "train":
+            timed = (lambda c: train_s.get(c.key), (_run_alike, _run_roughly))
+        elif kind.stage == "evaluation" and pending and kind.alike(pending[0]) is not None:
+            timed = evaluation(kind)
+        else:
+            timed = None
+        plan.timed = timed is not None
+        if timed is not None and pending:
             pending_keys = {c.key for c in pending}
             done = [c for c in cells if c.key not in pending_keys]
-            estimates = _estimate(done, pending, *timed[kind])
+            estimates = _estimate(done, pending, *timed)
             plan.estimated = len(estimates)
             plan.estimated_seconds = sum(s for s, _ in estimates.values())
             plan.rough = sum(rough for _, rough in estimates.values())
-            if kind == "train":
+            if kind.stage == "train":
                 training = [(c.describe(), *estimates.get(c.key, (None, False)))
                             for c in pending]
         kinds.append(plan)
@@ -125,7 +129,7 @@ def render(plan: Plan, name: str) -> str:
     for k in plan.kinds:
         if not k.to_run:
             est = ""
-        elif k.kind in ("corruptions", "transfer", "latency"):
+        elif not k.timed:
             est = "not timed"
         elif not k.estimated:
             est = "no measurement yet"

@@ -102,10 +102,18 @@ def import_model(spec, results: Path, checkpoint: Path, arch: str, label: str,
                  dataset: str | None = None, device: torch.device | None = None) -> ExternalRun:
     """Check the checkpoint fits, measure what needs no training, write the ``runs`` row
     and the checkpoint copy; return the run to evaluate."""
-    from bench.results import store
     from bench.measures import count_nonzero_params, count_params, inference_flops
-    from bench.results.provenance import default_device, device_name, host, load_avg, versions_json
-    from bench.work.runner import accuracy, build_model, load_dataset, now, threads
+    from bench.results import store
+    from bench.results.provenance import (
+        default_device,
+        device_name,
+        host,
+        load_avg,
+        versions_json,
+    )
+    from bench.work.loop import accuracy
+    from bench.work.model import build_model, load_dataset, threads
+    from bench.work.rows import now
 
     dataset = dataset or spec.datasets[0]
     if dataset not in spec.datasets:
@@ -151,12 +159,12 @@ def eval_model(board: Path, checkpoint: Path, *, arch: str, label: str,
                license: str | None = None, show_progress: bool = True):
     """Import the model, record it as a submission of kind "external model", and run the
     grid's evaluation cells on it. Returns (run, RunReport)."""
-    from bench.results import store
     from bench.archs import ARCHS
     from bench.execute.sequential import run_local
-    from bench.results.provenance import versions_json
-    from bench.work.runner import now
     from bench.grid.spec import load_spec, results_location
+    from bench.results import store
+    from bench.results.provenance import versions_json
+    from bench.work.rows import now
 
     board = Path(board)
     spec = load_spec(board / "grid.yaml")

@@ -124,9 +124,9 @@ TABLES: dict[str, pa.Schema] = {
 # Tables a method may write through ``TrainContext.emit``; run_id is filled in by the harness.
 METHOD_TABLES = ("removed_samples", "layer_sparsity")
 
-# Cell kinds and the tables each one writes (one parquet file per cell per table).
-CELL_TABLES: dict[str, tuple[str, ...]] = {
-    "train": ("runs", "history", *METHOD_TABLES),
-    "attack": ("robustness",),
-    "latency": ("latency",),
-}
+
+def register_table(name: str, schema: pa.Schema) -> None:
+    """Add a table (a plugin's cell kind writes it); its columns may not change later."""
+    if name in TABLES and not TABLES[name].equals(schema):
+        raise ValueError(f"table {name!r} is already registered with other columns")
+    TABLES[name] = schema

@@ -270,7 +270,7 @@ def load_subject(board: Path, method: str = "pgd_at", arch: str | None = None,
     its dataset. Raises ValueError naming what is missing."""
     from bench.grid.spec import load_spec, results_location
     from bench.results import store
-    from bench.work.runner import build_model, load_dataset
+    from bench.work.model import build_model, load_dataset
 
     spec = load_spec(Path(board) / "grid.yaml")
     results = results_location(board, spec)
@@ -348,7 +348,7 @@ def measure(subject: Subject, figures: tuple[str, ...] = DEFAULT_FIGURES, *,
             progress: Callable[[str], None] = lambda name: None) -> list[Figure]:
     """The requested figures, in order, at ``threads`` torch threads; the training figures
     run as ``execution`` says, against a matmul peak in its precision."""
-    from bench.work.runner import threads as with_threads
+    from bench.work.model import threads as with_threads
 
     unknown = set(figures) - set(FIGURES)
     if unknown:

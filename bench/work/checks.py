@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -26,8 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.attacks.ascent import Norm, l2_norms, step_direction
-from bench.attacks.evaluate import _evaluating
+from bench.attacks.evaluate import evaluating
 from bench.views.leaderboard import format_eps
+from bench.work.model import evaluation_of, load_dataset
+from bench.work.rows import now
 
 # --- thresholds ------------------------------------------------------------------------------
 
@@ -89,7 +92,7 @@ def model_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: No
     """
     x, y = x.detach(), y.detach()
     cuda = [x.device.index or 0] if x.device.type == "cuda" else []
-    with _evaluating(model), torch.random.fork_rng(devices=cuda):
+    with evaluating(model), torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)  # a randomized model's outputs then depend on the seed alone
         generator = torch.Generator(device=x.device).manual_seed(seed)
         outputs = [model(x) for _ in range(RANDOMIZED_PASSES)]
@@ -382,3 +385,21 @@ def _large_eps_zero(strongest: pd.DataFrame, num_classes: int,
         elif excess > 0:
             detail += ": the attacks fail where any model must break"
         yield _Finding(excess, acc, detail)
+
+
+# --- running them on a run -------------------------------------------------------------------
+
+def run_checks(train, robustness: pd.DataFrame, results: Path, *, n_eval: int,
+               model_rows: list[dict] | None = None, device: torch.device | None = None
+               ) -> list[dict]:
+    """``checks`` rows of one run: model-level checks (computed once, then reused through
+    ``model_rows``) and result-level checks over its current robustness rows."""
+    if model_rows is None:
+        with evaluation_of(train, results, n_eval, device) as ev:
+            model_rows = [{**r, "kind": "model"} for r in model_checks(
+                ev.model, ev.x, ev.y, norm=train.threat_norm, eps=train.threat_eps,
+                seed=train.seed)]
+    data = load_dataset(train.dataset, train.data_root)
+    result_rows = [{**r, "kind": "result"}
+                   for r in result_checks(robustness, num_classes=data.num_classes)]
+    return [{**r, "run_id": train.key, "created_at": now()} for r in model_rows + result_rows]

@@ -21,7 +21,7 @@ BOARD = Path(__file__).resolve().parents[2] / "leaderboards" / "fashion-mnist"
 
 @pytest.fixture(scope="module")
 def subject():
-    from bench.work.runner import threads
+    from bench.work.model import threads
 
     keep_freed_memory()  # as `perbench` does in every process that runs cells
 
@@ -50,7 +50,7 @@ def once(benchmark, fn, *args, **kwargs):
 def test_matmul_peak(benchmark):
     import torch
 
-    from bench.work.runner import threads
+    from bench.work.model import threads
 
     with threads(2):
         fig = record(benchmark, once(benchmark, speed.matmul_peak, torch.device("cpu")))
