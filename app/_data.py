@@ -14,12 +14,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from bench.formats import flop_unit, format_eps
 from bench.results.board import mce_reference, results_location
 from bench.results.store import Location, file_stamps, location, read_all, table_files
 from bench.views.columns import shown_columns
 from bench.views.compare import per_run_metrics
-from bench.views.formats import flop_unit
-from bench.views.leaderboard import format_eps, threat_models
+from bench.views.leaderboard import threat_models
 
 ENV_VAR = "PERBENCH_LEADERBOARD"
 REPO = Path(__file__).resolve().parent.parent

@@ -178,7 +178,7 @@ class Base(Resumable):
     def __init__(self, config: MethodConfig):
         self.config = config
 
-    # -- optimisation: defaults follow METHODS.md (SGD 0.1, momentum 0.9, wd 5e-4, cosine)
+    # -- optimisation: SGD 0.1, momentum 0.9, wd 5e-4, cosine (docs/methods.md)
     def optimizer(self, ctx: TrainContext) -> torch.optim.Optimizer:
         cfg = self.config
         return torch.optim.SGD(

@@ -1,5 +1,5 @@
-"""The SGD base the built-in bases share, and their common options (METHODS.md, baselines
-table): published through :mod:`bench.api`, so a submitted base trains the way they do."""
+"""The SGD base the built-in bases share, and their common options
+(docs/methods.md#shared-options-of-the-bases): published through :mod:`bench.api`, so a submitted base trains the way they do."""
 from __future__ import annotations
 
 from typing import Literal
@@ -16,7 +16,7 @@ Schedule = Literal["constant", "cosine", "piecewise", "step", "cyclic", "one_cyc
 
 
 class SGDConfig(MethodConfig):
-    lr: float = Field(0.1, gt=0, description="peak learning rate (METHODS.md: SGD 0.1)")
+    lr: float = Field(0.1, gt=0, description="peak learning rate (Rice et al. 2020: SGD 0.1)")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
     weight_decay: float = Field(5e-4, ge=0, description="L2 weight decay")
     schedule: Schedule = Field("cosine", description="LR schedule over the grid's epochs")

@@ -16,7 +16,7 @@ starts, so PERBench sets glibc's own knobs instead, from inside the process:
 The process then keeps its peak working set, as a caching allocator would. Measured on
 the fashion-mnist PGD-AT CNN (2 threads, one epoch of 1,024 images, PGD-7): 1.25 million
 minor page faults per PGD-AT epoch before, 5 thousand after; 56 -> 75 GFLOP/s for PGD-AT
-and 83 -> 98 for ERM (issue #8's note). Numbers do not change: only where memory comes from. Set ``PERBENCH_MALLOC=system`` to keep glibc's defaults; PERBench also
+and 83 -> 98 for ERM (docs/conventions.md#speed-figures-and-the-allocator). Numbers do not change: only where memory comes from. Set ``PERBENCH_MALLOC=system`` to keep glibc's defaults; PERBench also
 leaves them alone when ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_`` or
 ``GLIBC_TUNABLES`` say what the user wants, and where the C library is not glibc.
 """

@@ -1,4 +1,4 @@
-"""Hardware profiles: where and how latency is measured (DESIGN, Hardware profiles).
+"""Hardware profiles: where and how latency is measured (docs/conventions.md#hardware-profiles).
 
 A profile fixes device, thread count, dtype and compilation, so a latency row names the
 conditions it was measured under. ``HARDWARE.create(name, **overrides)`` returns one; a new

@@ -115,7 +115,7 @@ def _prepare(model: nn.Module, profile: HardwareProfile, device: torch.device,
     if execution == "sparse":
         to_sparse_execution(local)
     if device.type == "cuda" and input_dims == 3:
-        # DESIGN performance habits: channels_last on CUDA (tensor cores want NHWC).
+        # docs/conventions.md#performance-habits: channels_last on CUDA (tensor cores want NHWC).
         local = local.to(memory_format=torch.channels_last)
     # dynamic=False: each batch size gets its own specialised graph, as a deployment would.
     net = torch.compile(local, dynamic=False) if profile.compile else local

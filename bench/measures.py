@@ -1,6 +1,6 @@
 """Model size and FLOP counts: parameters, inference FLOPs, and the training FLOP meter.
 
-FLOPs follow DESIGN "Conventions: FLOPs": one multiply-add is 2 FLOPs, as counted by
+FLOPs follow docs/conventions.md#flops: one multiply-add is 2 FLOPs, as counted by
 ``torch.utils.flop_counter.FlopCounterMode``. That counter charges matrix products and
 convolutions only (no bias adds, activations, normalisation or pooling), which is where
 nearly all the work of a CNN lies. fvcore (a multiply-add is 1 FLOP) is converted to the

@@ -2,9 +2,9 @@
 
 Source: Nikfam et al., "AccelAT: A Framework for Accelerating the Adversarial Training of
 Deep Neural Networks through Accuracy Gradient", IEEE Access 2022, §III–V
-(``seeds/accelat-ieee-access-2022.txt``), Algorithm 1, plus the authors' code.
+(docs/methods.md#accelat), Algorithm 1, plus the authors' code.
 
-Rule (Algorithm 1, read with means as METHODS.md states it): start at lr_max; after each
+Rule (Algorithm 1, read with means as its line 9 and §V's example state it): start at lr_max; after each
 epoch e take the mean validation accuracy over the last n epochs; once a previous mean
 exists, if mean_e − mean_{e−1} < Δacc then lr ← max(lr·p, lr_min). The code preset also
 waits ``cooldown`` epochs after a drop before testing again. Under adversarial training

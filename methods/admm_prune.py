@@ -2,7 +2,7 @@
 
 Source: Marshall, "Robust Convolutional Neural Networks with Resource Constraints", MSc
 thesis, Grenoble 2020, §3–3.2.1 and §4 "Experimental Training Parameters"
-(``seeds/robust-cnn-resource-constraints-thesis-2020.txt``); Ye et al., "Adversarial
+(docs/methods.md#admm_prune); Ye et al., "Adversarial
 Robustness vs. Model Compression, or Both?", ICCV 2019, and its public code
 (Robustness-Aware-Pruning-ADMM) for the schedule the thesis leaves open.
 

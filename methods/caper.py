@@ -1,7 +1,7 @@
 """CAPER: remove the training samples whose features are most susceptible to input noise.
 
-Source: Yaguchi et al., "CAPER: Concurrently Achieving Performance, Efficiency and
-Robustness", BMVC 2023, §3 (``seeds/caper-bmvc2023.txt``).
+Source: Ganesh, Sekeh & Corso, "Can Deep Networks Be Highly Performant, Efficient and
+Robust Simultaneously?", BMVC 2023, §3 (docs/methods.md#caper).
 
 At epoch τ every training sample x_i is passed through the model with and without
 additive Gaussian input noise δ_i; per channel q of a chosen layer the features are
@@ -84,7 +84,7 @@ class CAPER(SamplePruner):
 
     name = "caper"
     Config = CAPERConfig
-    citation = "Yaguchi et al., BMVC 2023"
+    citation = "Ganesh, Sekeh & Corso, BMVC 2023"
 
     @torch.no_grad()
     def score(self, ctx: TrainContext, index: torch.Tensor) -> torch.Tensor:

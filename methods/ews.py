@@ -1,7 +1,7 @@
 """EWS: enhance weak subnets by distilling the full network into them.
 
 Source: Guo, Stutz & Schiele, "Improving Robustness by Enhancing Weak Subnets", ECCV 2022,
-§3 (``seeds/ews-eccv2022.txt``), plus the authors' code (github.com/guoyongcs/EWS:
+§3 (docs/methods.md#ews), plus the authors' code (github.com/guoyongcs/EWS:
 ``search.py``, ``train_cifar.py``, ``train_adv_at.py``, ``train_adv_trades.py``).
 
 Subnets (§3.1). A subnet keeps ⌈ρ·n⌉ of the n paths of each residual block and ⌈ρ·C⌉ of

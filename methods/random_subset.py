@@ -1,6 +1,6 @@
 """Random-subset ablation of CAPER: remove the same number of samples, chosen at random.
 
-Source: CAPER (Yaguchi et al., BMVC 2023) §4.2, Table 1 "Random" baseline. Everything but
+Source: CAPER (Ganesh et al., BMVC 2023) §4.2, Table 1 "Random" baseline. Everything but
 the choice of samples matches ``caper`` (τ, γ, class balance, label smoothing), so the pair
 isolates the effect of choosing samples by noise susceptibility.
 
@@ -20,7 +20,7 @@ class RandomSubset(SamplePruner):
     """Random-subset ablation: drop γ random samples at epoch τ (label-smoothed CE)."""
 
     name = "random_subset"
-    citation = "Yaguchi et al., BMVC 2023 (Random baseline)"
+    citation = "Ganesh, Sekeh & Corso, BMVC 2023 (Random baseline)"
 
     def score(self, ctx: TrainContext, index: torch.Tensor) -> torch.Tensor:
         # Random scores from the run's generator: seeded, and no model passes are charged.

@@ -15,7 +15,7 @@ from conftest import FIXTURE
 from bench.execute.schedule import pending
 from bench.execute.sequential import run_local
 from bench.grid.cells import EVAL_PROTOCOL, TrainCell, stable_hash
-from bench.grid.estimate import make_plan
+from bench.execute.estimate import make_plan
 from bench.grid.spec import GridSpec, load_spec, results_location
 from bench.results import store
 from bench.results.schema import register_table

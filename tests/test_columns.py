@@ -3,7 +3,6 @@
 and the app."""
 from __future__ import annotations
 
-import ast
 import shutil
 from pathlib import Path
 
@@ -127,33 +126,3 @@ def test_empty_metrics_frame_has_only_declared_metrics():
     metrics = per_run_metrics({t: empty_table(t) for t in TABLES})
     assert all(is_metric(c) for c in metrics.columns
                if c not in ("run_id", "method", "dataset", "arch", "seed", "params"))
-
-
-# --- import boundaries --------------------------------------------------------------------
-
-ALLOWED = {"app": ("bench.views", "bench.results", "app"),
-           "bench/views": ("bench.views", "bench.results")}
-
-
-def _imports(path: Path) -> list[tuple[str, list[str]]]:
-    """(module, names) of every import in a file, at any depth."""
-    out = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            out.append((node.module, [a.name for a in node.names]))
-        elif isinstance(node, ast.Import):
-            out += [(a.name, []) for a in node.names]
-    return out
-
-
-@pytest.mark.parametrize("folder", sorted(ALLOWED))
-def test_views_and_app_import_only_views_and_results(folder):
-    bad = []
-    for path in sorted((ROOT / folder).rglob("*.py")):
-        for module, names in _imports(path):
-            first = module.split(".")[0]
-            if first in ("bench", "methods", "app") and not module.startswith(ALLOWED[folder]):
-                bad.append(f"{path.relative_to(ROOT)}: {module}")
-            if first in ("bench", "app") and any(n.startswith("_") for n in names):
-                bad.append(f"{path.relative_to(ROOT)}: private {module}.{names}")
-    assert not bad, "\n".join(bad)

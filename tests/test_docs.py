@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
 from bench.plugins import METHODS, load_builtin_methods
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +70,6 @@ def test_cited_anchors_exist():
     assert not broken, "links to headings that do not exist:\n" + "\n".join(broken)
 
 
-@pytest.mark.xfail(strict=False, reason="pointers are rewritten after merge")
 def test_code_points_inside_the_repository():
     hits = []
     for path in code_files():

@@ -9,7 +9,7 @@ import yaml
 from test_e2e import perbench, rows
 
 from bench.execute.schedule import pending
-from bench.grid.estimate import make_plan
+from bench.execute.estimate import make_plan
 from bench.grid.spec import load_spec, results_location
 from bench.work.kinds import expand
 

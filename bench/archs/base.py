@@ -1,6 +1,6 @@
 """What every architecture shares: the registry, in-model normalization, weight init.
 
-Models take pixels in [0, 1] (DESIGN.md, "Conventions"); `Normalize` is their first layer
+Models take pixels in [0, 1] (docs/conventions.md#pixel-range-and-normalization); `Normalize` is their first layer
 so attacks and corruptions never see normalized inputs.
 """
 from __future__ import annotations
@@ -54,7 +54,7 @@ class ResidualBlock(nn.Module):
     """Marker base for blocks that add a residual branch to a shortcut.
 
     The branch's convolutions are named ``conv1``, ``conv2`` (and ``conv3`` for bottlenecks);
-    ``conv2.in_channels`` is the block's inner width, the layer EWS masks (METHODS.md, EWS).
+    ``conv2.in_channels`` is the block's inner width, the layer EWS masks (docs/methods.md#ews).
     """
 
 

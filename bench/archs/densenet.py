@@ -12,7 +12,15 @@ import torch
 from torch import nn
 from typing_extensions import Unpack
 
-from bench.archs.base import ARCHS, ArchArgs, PooledHead, conv1x1, conv3x3, init_weights, normalized
+from bench.archs.base import (
+    ARCHS,
+    ArchArgs,
+    PooledHead,
+    conv1x1,
+    conv3x3,
+    init_weights,
+    normalized,
+)
 
 
 class DenseLayer(nn.Module):

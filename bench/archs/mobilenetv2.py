@@ -9,8 +9,16 @@ import torch
 from torch import nn
 from typing_extensions import Unpack
 
-from bench.archs.base import (ARCHS, ArchArgs, PooledHead, ResidualBlock, conv1x1, conv3x3,
-                              init_weights, normalized)
+from bench.archs.base import (
+    ARCHS,
+    ArchArgs,
+    PooledHead,
+    ResidualBlock,
+    conv1x1,
+    conv3x3,
+    init_weights,
+    normalized,
+)
 
 # (expansion t, output channels c, blocks n, stride of the first block s): paper Table 2,
 # with the CIFAR strides.

@@ -13,8 +13,16 @@ import torch
 from torch import nn
 from typing_extensions import Unpack
 
-from bench.archs.base import (ARCHS, ArchArgs, PooledHead, ResidualBlock, conv1x1, conv3x3,
-                              init_weights, normalized)
+from bench.archs.base import (
+    ARCHS,
+    ArchArgs,
+    PooledHead,
+    ResidualBlock,
+    conv1x1,
+    conv3x3,
+    init_weights,
+    normalized,
+)
 
 
 class PreActBlock(ResidualBlock):

@@ -11,8 +11,16 @@ import torch
 from torch import nn
 from typing_extensions import Unpack
 
-from bench.archs.base import (ARCHS, ArchArgs, PooledHead, ResidualBlock, conv1x1, conv3x3,
-                              init_weights, normalized)
+from bench.archs.base import (
+    ARCHS,
+    ArchArgs,
+    PooledHead,
+    ResidualBlock,
+    conv1x1,
+    conv3x3,
+    init_weights,
+    normalized,
+)
 
 
 def projection(in_ch: int, out_ch: int, stride: int) -> nn.Module:

@@ -5,7 +5,14 @@ import torch
 from torch import nn
 from typing_extensions import Unpack
 
-from bench.archs.base import ARCHS, ArchArgs, PooledHead, conv3x3, init_weights, normalized
+from bench.archs.base import (
+    ARCHS,
+    ArchArgs,
+    PooledHead,
+    conv3x3,
+    init_weights,
+    normalized,
+)
 
 
 def conv_bn_relu(in_ch: int, out_ch: int, stride: int = 1) -> nn.Sequential:

@@ -1,6 +1,6 @@
 """VGG-16 with BatchNorm, CIFAR variant (Simonyan & Zisserman 2015; BN as in Ioffe & Szegedy 2015).
 
-CAPER (seeds/caper-bmvc2023.txt §4) trains a CIFAR version of VGG16; this one replaces the
+CAPER (Ganesh et al., BMVC 2023, §4.1; docs/methods.md#caper) trains a CIFAR version of VGG16; this one replaces the
 three 4096-wide FC layers by one linear layer on the pooled 512 features, as common CIFAR
 code does (e.g. kuangliu/pytorch-cifar).
 """
@@ -12,7 +12,14 @@ import torch
 from torch import nn
 from typing_extensions import Unpack
 
-from bench.archs.base import ARCHS, ArchArgs, PooledHead, conv3x3, init_weights, normalized
+from bench.archs.base import (
+    ARCHS,
+    ArchArgs,
+    PooledHead,
+    conv3x3,
+    init_weights,
+    normalized,
+)
 
 POOL = "M"
 VGG16 = (64, 64, POOL, 128, 128, POOL, 256, 256, 256, POOL, 512, 512, 512, POOL, 512, 512, 512, POOL)

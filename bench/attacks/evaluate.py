@@ -1,4 +1,4 @@
-"""Robust accuracy as DESIGN defines it: per-point worst case over every input tried.
+"""Robust accuracy (docs/conventions.md#robust-accuracy): per-point worst case over every input tried.
 
 The bookkeeping lives here, not in the attacks, so that every attack (ours or
 pyautoattack's) is scored the same way: only points still robust are attacked, each

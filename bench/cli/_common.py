@@ -30,6 +30,6 @@ def leaderboard_dir(path: str) -> Path:
 
 def results_of(board: Path, spec=None):
     """The board's results location: a folder, or the fsspec URI its grid.yaml names."""
-    from bench.grid.spec import results_location
+    from bench.results.board import results_location
 
     return results_location(board, spec)

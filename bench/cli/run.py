@@ -16,8 +16,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     results = results_of(board, spec)
     if args.plan:
         from bench.execute.schedule import pending
-        from bench.grid.estimate import make_plan
-        from bench.grid.estimate import render as render_plan
+        from bench.execute.estimate import make_plan
+        from bench.execute.estimate import render as render_plan
         from bench.work.kinds import expand
 
         grid = expand(spec)

@@ -17,9 +17,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from tabulate import tabulate
     from tqdm.auto import tqdm
 
+    from bench.formats import format_number as _num
     from bench.results import store
     from bench.speed import figures as speed
-    from bench.views.formats import format_number as _num
 
     board = leaderboard_dir(args.leaderboard)
     figures = tuple(f.strip() for f in args.figures.split(",") if f.strip())

@@ -36,10 +36,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
           f"{time.perf_counter() - start:.1f}s")
     for line in run.failed:
         print(f"  FAILED {line}")
-    for line in report.ranks:
+    from bench.views.leaderboard import ranks
+
+    for line in ranks(results_of(board), report.label, board):
         print(line)
     print(f"see it: perbench show {board}   or   perbench app {board}")
     return 0
+
 
 def cmd_eval_model(args: argparse.Namespace) -> int:
     from bench.interop.external import eval_model
@@ -61,7 +64,7 @@ def cmd_eval_model(args: argparse.Namespace) -> int:
           f"in {time.perf_counter() - start:.1f}s")
     for line in report.failed:
         print(f"  FAILED {line}")
-    from bench.execute.submission import ranks
+    from bench.views.leaderboard import ranks
 
     for line in ranks(results_of(board), args.name, board):
         print(line)

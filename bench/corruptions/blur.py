@@ -12,9 +12,18 @@ from __future__ import annotations
 import torch
 
 from bench.corruptions.base import CORRUPTIONS
-from bench.corruptions.filters import (disk_kernel, filter2d, filter_separable, gaussian_kernel,
-                                       grid_density, image_scale, motion_smear, pixel_grid,
-                                       sample, zoom)
+from bench.corruptions.filters import (
+    disk_kernel,
+    filter2d,
+    filter_separable,
+    gaussian_kernel,
+    grid_density,
+    image_scale,
+    motion_smear,
+    pixel_grid,
+    sample,
+    zoom,
+)
 
 # defocus: disk radius, anti-aliasing sigma
 DEFOCUS = ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1.0, 0.2), (1.5, 0.1))

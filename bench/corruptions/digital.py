@@ -13,8 +13,15 @@ import torch
 import torch.nn.functional as F
 
 from bench.corruptions.base import CORRUPTIONS
-from bench.corruptions.filters import (REFERENCE_SIZE, box_resize, filter_separable,
-                                       gaussian_kernel, image_scale, pixel_grid, sample)
+from bench.corruptions.filters import (
+    REFERENCE_SIZE,
+    box_resize,
+    filter_separable,
+    gaussian_kernel,
+    image_scale,
+    pixel_grid,
+    sample,
+)
 from bench.corruptions.jpeg import jpeg_compress
 
 CONTRAST = (0.75, 0.5, 0.4, 0.3, 0.15)  # remaining fraction of each channel's deviation

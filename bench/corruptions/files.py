@@ -12,8 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.corruptions.base import (CORRUPTION_NAMES, SEVERITIES, check_corruption_name,
-                                    check_severity)
+from bench.corruptions.base import (
+    CORRUPTION_NAMES,
+    SEVERITIES,
+    check_corruption_name,
+    check_severity,
+)
 
 # the release also ships four held-out corruptions (the paper's validation set)
 EXTRA_CORRUPTIONS: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")

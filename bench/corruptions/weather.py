@@ -14,8 +14,16 @@ import math
 import torch
 
 from bench.corruptions.base import CORRUPTIONS
-from bench.corruptions.filters import (REFERENCE_SIZE, box_resize, directions, grid_density,
-                                       image_scale, motion_smear, shift_sum, zoom)
+from bench.corruptions.filters import (
+    REFERENCE_SIZE,
+    box_resize,
+    directions,
+    grid_density,
+    image_scale,
+    motion_smear,
+    shift_sum,
+    zoom,
+)
 
 # snow: layer mean, std, zoom, threshold, motion radius, motion sigma, weight of the image
 SNOW = ((0.1, 0.2, 1.0, 0.6, 8, 3, 0.95),

@@ -1,6 +1,6 @@
 """Where dataset files are looked for, in order, and the error that lists every place looked.
 
-Order (DESIGN.md, "Datasets here and elsewhere"): the ``data_root`` argument (``--data-root``),
+Order (docs/conventions.md#dataset-lookup): the ``data_root`` argument (``--data-root``),
 ``$PERBENCH_DATA``, system folders such as Debian's ``/usr/share/datasets``, then our download
 cache (``$XDG_CACHE_HOME/perbench/data``), which is also where downloads go when neither a
 data root nor ``$PERBENCH_DATA`` is given.

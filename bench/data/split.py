@@ -1,4 +1,4 @@
-"""Seeded, class-stratified hold-out splits (the validation split of DESIGN.md core idea 6)."""
+"""Seeded, class-stratified hold-out splits (docs/conventions.md#validation-split)."""
 from __future__ import annotations
 
 import torch

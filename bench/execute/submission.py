@@ -20,7 +20,7 @@ keys: earlier results cannot be touched.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +50,7 @@ from bench.plugins import (
     load_source,
 )
 from bench.results import store
-from bench.results.board import mce_reference
 from bench.results.provenance import versions_json
-from bench.views.leaderboard import leaderboard_frame, load_tables
 from bench.work.loop import train
 from bench.work.model import build_model, load_dataset, threads
 from bench.work.rows import now
@@ -61,7 +59,7 @@ from bench.work.rows import now
 # stay importable from here for code written before it moved.
 __all__ = ["CELL_TIMEOUT_S", "ENTRY_POINT_GROUP", "ENTRY_POINT_PREFIX", "VALIDATE_TIMEOUT_S",
            "Source", "SubmissionError", "SubmitReport", "composition_for", "load_source",
-           "ranks", "smoke_test", "submission_id", "submit"]
+           "smoke_test", "submission_id", "submit"]
 
 VALIDATE_TIMEOUT_S = 300.0
 CELL_TIMEOUT_S = 3 * 3600.0
@@ -136,7 +134,6 @@ class SubmitReport:
     composition: str
     smoke: dict
     run: Any = None  # bench.execute.tasks.RunReport
-    ranks: list[str] = field(default_factory=list)
 
 
 def submission_id(source: Source, composition: str, config: dict, label: str) -> str:
@@ -203,33 +200,8 @@ def submit(source_ref: str, board: Path, *, label: str | None = None, method: st
     report.run = run_local(full, results, only_methods={label}, submission_id=sid,
                            isolate=(source.ref,), cell_timeout=timeout,
                            show_progress=show_progress)
-    report.ranks = ranks(results, label, board)
     return report
 
 
 def _json(value) -> str:
     return json.dumps(value, sort_keys=True)
-
-
-def ranks(results, label: str, board: Path | None = None) -> list[str]:
-    """Where ``label`` stands on each (dataset, arch) it ran on, one line each."""
-    tables = load_tables(results)
-    runs = tables["runs"]
-    mine = runs[runs["method"] == label]
-    lines = []
-    for (dataset, arch), _ in mine.groupby(["dataset", "arch"]):
-        frame, _note = leaderboard_frame(tables, dataset=dataset, arch=arch,
-                                         mce_reference=mce_reference(results, board))
-        row = frame[frame["method"] == label]
-        ranked = frame["rank"].notna().sum()
-        attack = frame["rank_attack"].iloc[0]
-        by = f"{attack} robust" if attack else "clean"
-        if row.empty or row["rank"].isna().all():
-            lines.append(f"{label} on {dataset}/{arch}: not ranked (no finished run)")
-            continue
-        r = row.iloc[0]
-        score = r["robust_acc"] if attack else r["clean_acc"]
-        lines.append(f"{label} ranks #{int(r['rank'])} of {ranked} on {dataset}/{arch} by "
-                     f"{by} accuracy ({100 * score:.1f}%; clean {100 * r['clean_acc']:.1f}%)")
-    return lines
-

@@ -1,4 +1,4 @@
-"""The cells of a grid, and the stable keys that name them (DESIGN core idea 2).
+"""The cells of a grid, and the stable keys that name them (docs/conventions.md#cell-keys).
 
 A training key hashes everything that determines the trained model; an evaluation key
 is the training key plus the evaluation's own spec. Adding an attack to a grid adds
@@ -19,7 +19,7 @@ from bench.grid.spec import AttackSpec, CorruptionSpec, GridSpec, MethodSpec, Sw
 TRAIN_PROTOCOL = 1
 EVAL_PROTOCOL = 1
 # Evaluation subsets are the first n points of this one permutation of the test split,
-# so subsets of different sizes are nested (DESIGN, Tables).
+# so subsets of different sizes are nested (docs/conventions.md#evaluation-subsets).
 EVAL_PERMUTATION_SEED = 0
 
 

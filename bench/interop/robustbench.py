@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.formats import format_eps
 from bench.results.store import empty_table
 from bench.views.leaderboard import (
     STANDARD_ATTACK,
     best_row_per_attack,
-    format_eps,
     threat_models,
 )
 

@@ -1,7 +1,8 @@
 """Composition rules (``base+modifier+...``): the methods a grid names, built and checked.
 
-Bases own the per-batch objective; modifiers hook into the shared loop (DESIGN core
-idea 4). Which modifier fits which base is checked here, once, at spec validation.
+Bases own the per-batch objective; modifiers hook into the shared loop
+(docs/ARCHITECTURE.md, docs/methods.md#composition). Which modifier fits which base is
+checked here, once, at spec validation.
 """
 from __future__ import annotations
 

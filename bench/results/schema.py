@@ -1,4 +1,4 @@
-"""Table schemas: the column contract with the app and with users' notebooks (DESIGN, Tables).
+"""Table schemas: the column contract with the app and with users' notebooks (docs/conventions.md#tables).
 
 Extend, don't rename. Each parquet file carries ``schema_version`` in its metadata.
 """
@@ -72,7 +72,7 @@ TABLES: dict[str, pa.Schema] = {
         ("eps", _f), ("n_examples", _i),
         ("acc", _f),  # target's accuracy on the source's adversarial examples
         ("clean_acc", _f),  # target's accuracy on the same clean points
-        ("robust_acc", _f),  # target correct on both (DESIGN's per-point robust accuracy)
+        ("robust_acc", _f),  # target correct on both (docs/conventions.md#robust-accuracy)
         ("source_robust_acc", _f),  # the source's own white-box robust accuracy on them
         ("attack_config", _s), ("created_at", _t),
     ]),
@@ -82,7 +82,7 @@ TABLES: dict[str, pa.Schema] = {
         ("run_id", _s), ("check", _s), ("passed", _b), ("detail", _s), ("value", _f),
         ("created_at", _t), ("kind", _s),
     ]),
-    # Written by methods through ``TrainContext.emit`` (DESIGN, Tables).
+    # Written by methods through ``TrainContext.emit`` (docs/conventions.md#tables).
     "removed_samples": pa.schema([
         ("run_id", _s), ("sample_id", _i), ("label", _i), ("score", _f), ("epoch", _i),
         ("method", _s),

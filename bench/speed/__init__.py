@@ -5,7 +5,7 @@ best-of-``repeats`` (the least disturbed measurement of each), with the same mod
 batch size and thread count: a ratio taken in one run is robust to what the machine is
 doing, an absolute number is not. The reference loops are in :mod:`bench.speed.reference`.
 
-Figures (issue #8): ``matmul_peak`` (the machine's float32 matmul FLOP/s), ``pgd10_eval``
+Figures (docs/conventions.md#speed-figures-and-the-allocator): ``matmul_peak`` (the machine's float32 matmul FLOP/s), ``pgd10_eval``
 (attack evaluation vs a plain PGD loop), ``train_erm`` / ``train_pgd_at`` (training
 throughput vs a plain DataLoader loop, and as a fraction of a matmul peak timed in the
 same rounds, in the training's precision; both sides run the same ``Execution``: fp32 or

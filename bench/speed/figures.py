@@ -168,7 +168,7 @@ def train_throughput(subject: Subject, method: str, images: int = 1024,
     engine (metered and unmetered) and through the plain DataLoader loop, both run as
     ``execution`` says (precision, layout, compile), interleaved with a matmul in the same
     precision. Returns the throughput figure (ratio: achieved FLOP/s over that matmul's
-    peak; target 60% on CPU, 35% on CUDA as issue #8 sets)
+    peak; target 60% on CPU, 35% on CUDA per docs/conventions.md#speed-figures-and-the-allocator)
     and, for pgd_at, the metering-overhead figure. A first untimed epoch of each side
     absorbs warm-up (torch.compile, cuDNN's algorithm search, allocator growth)."""
     if method not in ("erm", "pgd_at"):

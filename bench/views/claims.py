@@ -27,10 +27,10 @@ from typing import Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bench.formats import format_value
 from bench.results.board import BoardError, read_yaml_mapping, validation_message
 from bench.views.columns import is_metric, is_percent, lower_is_better
 from bench.views.compare import compare
-from bench.views.formats import format_value
 
 Expectation = Literal["higher", "lower", "keep"]
 

@@ -17,7 +17,7 @@ from typing import Literal
 
 import pandas as pd
 
-from bench.views.formats import (
+from bench.formats import (
     flag_text,
     format_count,
     format_flops,

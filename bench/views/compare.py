@@ -13,8 +13,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from bench.formats import format_value
 from bench.views.columns import is_percent, lower_is_better
-from bench.views.formats import format_value
 from bench.views.leaderboard import (
     KEYS,
     best_row_per_attack,

@@ -7,10 +7,13 @@ returned note says so. Accuracies stay fractions in [0, 1]; formatting is the ca
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from bench.formats import format_eps
+from bench.results.board import mce_reference
 from bench.results.store import Location, empty_table, location, read_table
 
 KEYS = ["method", "dataset", "arch"]
@@ -31,14 +34,6 @@ BASE_COLUMNS = [
 def load_tables(results: Location) -> dict[str, pd.DataFrame]:
     """The tables a leaderboard reads, from ``leaderboards/<name>/results`` (or a URI)."""
     return {name: read_table(location(results), name) for name in TABLES_USED}
-
-
-def format_eps(eps: float) -> str:
-    """``8/255`` where eps is a whole number of 255ths that no short decimal writes, else ``0.1``."""
-    steps = eps * 255
-    if round(eps, 4) != eps and abs(steps - round(steps)) < 1e-6:
-        return f"{round(steps)}/255"
-    return f"{eps:g}"
 
 
 def accuracy_columns(frame: pd.DataFrame) -> list[str]:
@@ -368,3 +363,27 @@ def skipped_profiles(frame: pd.DataFrame) -> list[str]:
     return [f"{col.removeprefix('latency_skipped_')} latency skipped: {reason}"
             for col in frame.columns if col.startswith("latency_skipped_")
             for reason in frame[col].dropna().unique()]
+
+
+def ranks(results, label: str, board: Path | None = None) -> list[str]:
+    """Where ``label`` stands on each (dataset, arch) it ran on, one line each."""
+    tables = load_tables(results)
+    runs = tables["runs"]
+    mine = runs[runs["method"] == label]
+    lines = []
+    for (dataset, arch), _ in mine.groupby(["dataset", "arch"]):
+        frame, _note = leaderboard_frame(tables, dataset=dataset, arch=arch,
+                                         mce_reference=mce_reference(results, board))
+        row = frame[frame["method"] == label]
+        ranked = frame["rank"].notna().sum()
+        attack = frame["rank_attack"].iloc[0]
+        by = f"{attack} robust" if attack else "clean"
+        if row.empty or row["rank"].isna().all():
+            lines.append(f"{label} on {dataset}/{arch}: not ranked (no finished run)")
+            continue
+        r = row.iloc[0]
+        score = r["robust_acc"] if attack else r["clean_acc"]
+        lines.append(f"{label} ranks #{int(r['rank'])} of {ranked} on {dataset}/{arch} by "
+                     f"{by} accuracy ({100 * score:.1f}%; clean {100 * r['clean_acc']:.1f}%)")
+    return lines
+

@@ -12,12 +12,12 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from bench.formats import format_eps
 from bench.results.board import mce_reference
 from bench.results.store import Location, location, read_table
 from bench.views.columns import shown_columns
 from bench.views.leaderboard import (
     failures,
-    format_eps,
     leaderboard_frame,
     load_tables,
     skipped_profiles,

@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 
-from bench.views.formats import format_number
+from bench.formats import format_number
 
 
 def latest_speed(speed: pd.DataFrame) -> pd.DataFrame:

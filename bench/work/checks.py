@@ -28,7 +28,7 @@ from torch import nn
 
 from bench.attacks.ascent import Norm, l2_norms, step_direction
 from bench.attacks.evaluate import evaluating
-from bench.views.leaderboard import format_eps
+from bench.formats import format_eps
 from bench.work.model import evaluation_of, load_dataset
 from bench.work.rows import now
 
@@ -108,7 +108,7 @@ def model_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: No
 
 
 def _input_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-point gradient of the CE loss w.r.t. an added delta (DESIGN: FlopCounterMode
+    """Per-point gradient of the CE loss w.r.t. an added delta (docs/conventions.md#performance-habits: FlopCounterMode
     raises on gradients w.r.t. a leaf fed straight into a module); summed, so a point's
     gradient does not depend on its batch. Zero where the loss has no path to the input."""
     delta = torch.zeros_like(x, requires_grad=True)
@@ -251,7 +251,7 @@ def _margin(p1: float, p2: float, n1: int, n2: int) -> float:
     """Tolerance for a gap between two robust accuracies: two binomial standard errors at
     their mean accuracy on the smaller evaluation, at least MARGIN_FLOOR.
 
-    Evaluations are nested subsets (DESIGN): the smaller one's sampling error bounds how
+    Evaluations are nested subsets (docs/conventions.md#evaluation-subsets): the smaller one's sampling error bounds how
     far the two can disagree by chance; on the same points the margin also absorbs the
     seed-to-seed spread of randomized attacks. A one-point gap on n >= 2 points never
     exceeds it: the mean p then lies in [1/(2n), 1 - 1/(2n)], where 2·sqrt(p(1-p)/n) > 1/n.

@@ -1,8 +1,8 @@
 """The shared training loop: one base objective, any modifiers, every pass metered.
 
 The loop owns batching, augmentation, the learning rate, the optimizer step and the
-per-epoch validation; the method owns only its loss (DESIGN core ideas 3-5). Validation
-runs with the meter paused: it is the harness's work, not the method's.
+per-epoch validation; the method owns only its loss (docs/ARCHITECTURE.md, "The
+training loop"). Validation runs with the meter paused: it is the harness's work, not the method's.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The speed figures of issue #8 as pytest-benchmark benchmarks (`tox -e bench`).
+"""The speed figures of bench.speed as pytest-benchmark benchmarks (`tox -e bench`).
 
 Each benchmark runs one figure of ``bench.speed``: PERBench and its plain-PyTorch
 reference timed side by side in the same run (interleaved, best of 3), on the PGD-AT
@@ -93,7 +93,7 @@ def test_quickstart_wall_time(benchmark):
 
 
 def test_gpu_preact_resnet18_pgd_at_bf16(benchmark):
-    """Issue #8's GPU target: a PreActResNet-18 PGD-AT step on CIFAR-shaped data, bf16
+    """The GPU target (docs/conventions.md#speed-figures-and-the-allocator): a PreActResNet-18 PGD-AT step on CIFAR-shaped data, bf16
     autocast, channels_last, compiled, as a fraction of the bf16 matmul peak timed in the
     same rounds (target 35% on an H100), and its epoch time against the plain
     DataLoader loop on the same GPU. Skipped where there is no GPU."""

@@ -66,3 +66,11 @@ def short_source(source) -> str:
 def flag_text(flags) -> str:
     """``⚠ <failed checks>`` for a flagged row, blank otherwise."""
     return f"⚠ {flags}" if isinstance(flags, str) and flags else ""
+
+
+def format_eps(eps: float) -> str:
+    """``8/255`` where eps is a whole number of 255ths that no short decimal writes, else ``0.1``."""
+    steps = eps * 255
+    if round(eps, 4) != eps and abs(steps - round(steps)) < 1e-6:
+        return f"{round(steps)}/255"
+    return f"{eps:g}"
