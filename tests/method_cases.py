@@ -9,8 +9,8 @@ from torch import nn
 from bench.api import Budget, ThreatModel, TrainContext
 from bench.archs.preact_resnet import PreActResNet
 from bench.attacks import perturb
-from bench.work.loop import TrainStats, train
 from bench.plugins import compose
+from bench.work.loop import TrainStats, train
 
 PGD = {"steps": 2}
 ACCEL = {"n": 1, "val_points": 50, "val_steps": 2}

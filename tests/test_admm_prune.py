@@ -8,16 +8,22 @@ import math
 import pytest
 import torch
 import yaml
+from conftest import tiny_cnn
 
-from bench.results import store
 from bench.api import Budget, ThreatModel, TrainContext
 from bench.attacks import perturb
-from bench.work.loop import train
 from bench.execute.sequential import run_local
-from bench.plugins import CompositionError, compose
 from bench.grid.spec import load_spec
-from conftest import tiny_cnn
-from methods.admm_prune import ADMMState, SparsitySet, admm_epochs, funnel_counts, prunable_layers
+from bench.plugins import CompositionError, compose
+from bench.results import store
+from bench.work.loop import train
+from methods.admm_prune import (
+    ADMMState,
+    SparsitySet,
+    admm_epochs,
+    funnel_counts,
+    prunable_layers,
+)
 
 N_TRAIN, N_VAL = 256, 64
 SHAPES = [torch.Size([16, 1, 3, 3]), torch.Size([32, 16, 3, 3]), torch.Size([10, 512])]

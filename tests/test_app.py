@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from test_leaderboard import run_row, write_results
 
 from app._data import ENV_VAR, leaderboard_choices, requested_leaderboard, results_stamp
 from bench.results import store
-from test_leaderboard import run_row, write_results
 
 PAGE = Path(__file__).resolve().parent.parent / "app" / "Leaderboard.py"
 

@@ -12,14 +12,14 @@ import torch
 import yaml
 from conftest import FIXTURE
 
+from bench.execute.estimate import make_plan
 from bench.execute.schedule import pending
 from bench.execute.sequential import run_local
 from bench.grid.cells import EVAL_PROTOCOL, TrainCell, stable_hash
-from bench.execute.estimate import make_plan
 from bench.grid.spec import GridSpec, load_spec, results_location
 from bench.results import store
 from bench.results.schema import register_table
-from bench.work.kinds import CellKind, all_kinds, expand, register_kind
+from bench.work.kinds import KINDS, CellKind, all_kinds, expand
 from bench.work.model import evaluation_of, predict
 from bench.work.rows import now
 
@@ -80,7 +80,7 @@ class ConfidenceCell:
         return f"confidence on {self.train.describe()}"
 
 
-@register_kind
+@KINDS.register()
 class ConfidenceKind(CellKind):
     """Mean max-softmax confidence of a run."""
 

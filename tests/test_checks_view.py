@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from bench.cli import main
 from bench.results import store
 from bench.views.checks import checks_long, checks_summary, render
-from bench.cli import main
 
 RUNS = pd.DataFrame([
     {"run_id": "a", "method": "erm", "arch": "small_cnn", "seed": 0, "status": "ok"},

@@ -11,9 +11,9 @@ import json
 import pytest
 import yaml
 
-from bench.results import store
 from bench.execute.sequential import run_local
 from bench.grid.spec import load_spec
+from bench.results import store
 
 PGD = {"steps": 2}
 METHODS = [

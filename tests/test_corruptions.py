@@ -19,8 +19,13 @@ import torch.nn.functional as F
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from bench.corruptions import (CORRUPTION_NAMES, CORRUPTIONS, EXTRA_CORRUPTIONS, corrupt,
-                               load_cifar_c)
+from bench.corruptions import (
+    CORRUPTION_NAMES,
+    CORRUPTIONS,
+    EXTRA_CORRUPTIONS,
+    corrupt,
+    load_cifar_c,
+)
 from bench.corruptions.jpeg import LUMINANCE_TABLE, jpeg_compress, quantization_table
 from bench.corruptions.weather import luminance
 

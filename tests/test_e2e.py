@@ -13,8 +13,8 @@ import pytest
 import yaml
 from conftest import FIXTURE
 
-from bench.results import store
 from bench.grid.spec import results_location
+from bench.results import store
 
 
 @pytest.fixture

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import tiny_cnn
 
 from bench.api import Budget, Modifier, ThreatModel, TrainContext
 from bench.attacks import perturb
-from bench.work.loop import NonFiniteLossError, train
 from bench.plugins import compose
-from conftest import tiny_cnn
+from bench.work.loop import NonFiniteLossError, train
 
 
 def make_ctx(digits_tensors, epochs=1, batch_size=100, n=400, seed=0) -> TrainContext:

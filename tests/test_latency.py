@@ -11,11 +11,11 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import torch
+from conftest import tiny_cnn
 
 from bench.hardware import HARDWARE, available_cpus
 from bench.latency import measure_latency, sparse_layers, to_sparse_execution
 from bench.results.schema import TABLES
-from conftest import tiny_cnn
 
 FAST = {"batch_sizes": (1, 8), "warmup": 1, "iters": 5}
 

@@ -10,7 +10,12 @@ import pandas as pd
 import pytest
 
 from bench.results import store
-from bench.views.leaderboard import NO_RESULTS, leaderboard_frame, load_tables, threat_models
+from bench.views.leaderboard import (
+    NO_RESULTS,
+    leaderboard_frame,
+    load_tables,
+    threat_models,
+)
 from bench.views.render import FORMATS, render
 
 # method -> per-seed (clean, fgsm, pgd, autoattack, train_flops). AutoAttack ranks trades

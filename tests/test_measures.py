@@ -5,8 +5,14 @@ import pytest
 import torch
 from torch import nn
 
-from bench.measures import (FlopMeter, count_nonzero_params, count_params, fvcore_flops,
-                            fvcore_flops_by_module, inference_flops)
+from bench.measures import (
+    FlopMeter,
+    count_nonzero_params,
+    count_params,
+    fvcore_flops,
+    fvcore_flops_by_module,
+    inference_flops,
+)
 
 
 def small_cnn() -> nn.Sequential:

@@ -9,9 +9,9 @@ from method_cases import COMPOSITIONS, model_for, train_case
 
 from bench.api import Budget, Modifier, ThreatModel, TrainContext
 from bench.attacks import perturb
-from bench.work.loop import train
 from bench.measures import FlopMeter, MeterMismatchError
 from bench.plugins import compose
+from bench.work.loop import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

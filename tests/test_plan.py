@@ -8,8 +8,8 @@ import pytest
 import yaml
 from test_e2e import perbench, rows
 
-from bench.execute.schedule import pending
 from bench.execute.estimate import make_plan
+from bench.execute.schedule import pending
 from bench.grid.spec import load_spec, results_location
 from bench.work.kinds import expand
 

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from quickstart_snapshot import columns_of, snapshot
 
 from bench.results import store
-from quickstart_snapshot import columns_of, snapshot
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "leaderboards" / "quickstart"
 SNAPSHOT = Path(__file__).resolve().parent / "fixtures" / "quickstart_snapshot" / "tables.json"

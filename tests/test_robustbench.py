@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-
-from bench.results import store
-from bench.cli import main
-from bench.views.leaderboard import load_tables
-from bench.interop.robustbench import export_entry, import_entries
-from bench.views.render import render
 from test_leaderboard import write_results
+
+from bench.cli import main
+from bench.interop.robustbench import export_entry, import_entries
+from bench.results import store
+from bench.views.leaderboard import load_tables
+from bench.views.render import render
 
 RICE = {"link": "https://arxiv.org/abs/2002.11569",
         "name": "Overfitting in adversarially robust deep learning",

@@ -9,12 +9,16 @@ import socket
 import sys
 import types
 
+import pyautoattack
 import pytest
 import torch
 
-import pyautoattack
 from bench.interop import autoattack_alias as adapter
-from bench.interop.autoattack_alias import INSTALL_HINT, import_robustbench, install_autoattack_alias
+from bench.interop.autoattack_alias import (
+    INSTALL_HINT,
+    import_robustbench,
+    install_autoattack_alias,
+)
 
 pytestmark = pytest.mark.robustbench
 

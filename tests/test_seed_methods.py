@@ -9,16 +9,16 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_cnn
 
 from bench.api import Budget, ThreatModel, TrainContext
 from bench.attacks import perturb
-from bench.work.loop import train
 from bench.plugins import CompositionError, compose
 from bench.schedules import SCHEDULES, one_cycle_momentum, schedule_lr
-from conftest import tiny_cnn
+from bench.work.loop import train
+from methods._data_pruning import top_scores
 from methods.accelat import PlateauRule
 from methods.caper import CAPER, instability, project
-from methods._data_pruning import top_scores
 
 N_TRAIN, N_VAL = 400, 100
 

@@ -8,11 +8,11 @@ import shutil
 
 import pytest
 import torch
+from test_e2e import perbench
 
 from bench.results import store
 from bench.speed import figures as speed
 from bench.speed.quickstart import classify, shares
-from test_e2e import perbench
 
 
 @pytest.fixture(scope="module")

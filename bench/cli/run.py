@@ -15,9 +15,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = load_spec(board / "grid.yaml")
     results = results_of(board, spec)
     if args.plan:
-        from bench.execute.schedule import pending
         from bench.execute.estimate import make_plan
         from bench.execute.estimate import render as render_plan
+        from bench.execute.schedule import pending
         from bench.work.kinds import expand
 
         grid = expand(spec)

@@ -7,7 +7,7 @@ import pkgutil
 
 from bench.grid.cells import Grid, train_cells
 from bench.grid.spec import GridSpec
-from bench.work.kinds.base import KINDS, CellKind, all_kinds, register_kind
+from bench.work.kinds.base import KINDS, CellKind, all_kinds
 
 # Every module here is a kind: importing them all registers them, so a new kind is a new
 # module and nothing else in this package changes.
@@ -15,7 +15,7 @@ for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["KINDS", "CellKind", "all_kinds", "expand", "register_kind"]
+__all__ = ["KINDS", "CellKind", "all_kinds", "expand"]
 
 
 def expand(spec: GridSpec, extra_runs: tuple = ()) -> Grid:

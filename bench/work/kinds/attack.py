@@ -8,12 +8,12 @@ import torch
 from bench.attacks import ATTACKS, evaluate_attack
 from bench.grid.cells import AttackCell
 from bench.grid.spec import GridSpec
-from bench.work.kinds.base import CellKind, register_kind
+from bench.work.kinds.base import KINDS, CellKind
 from bench.work.model import evaluation_of
 from bench.work.rows import robustness_row
 
 
-@register_kind
+@KINDS.register()
 class AttackKind(CellKind):
     """One attack (grid key ``attacks``) on one trained run."""
 

@@ -62,15 +62,13 @@ class CellKind:
         return None
 
 
-KINDS: Registry[CellKind] = Registry("cell kind")
-
-
-def register_kind(cls: type[CellKind]) -> type[CellKind]:
-    """Class decorator: register a kind under its ``name``."""
+def _check_stage(name: str, cls: type[CellKind]) -> None:
     if cls.stage not in STAGES:
-        raise ValueError(f"cell kind {cls.name!r}: stage {cls.stage!r} is not one of {STAGES}")
-    KINDS.register(cls.name, doc=cls.__doc__)(cls)
-    return cls
+        raise ValueError(f"cell kind {name!r}: stage {cls.stage!r} is not one of {STAGES}")
+
+
+# Registered like every other axis: ``@KINDS.register()`` on the class (named by ``name``).
+KINDS: Registry[CellKind] = Registry("cell kind", check=_check_stage)
 
 
 def all_kinds() -> list[CellKind]:

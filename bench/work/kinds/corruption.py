@@ -9,7 +9,7 @@ import torch
 from bench.corruptions import CORRUPTION_NAMES, corrupt, load_cifar_c
 from bench.grid.cells import CorruptionCell
 from bench.grid.spec import GridSpec
-from bench.work.kinds.base import CellKind, register_kind
+from bench.work.kinds.base import KINDS, CellKind
 from bench.work.model import evaluation_of, predict
 from bench.work.rows import now
 
@@ -58,7 +58,7 @@ def _check_shape(xc: torch.Tensor, x: torch.Tensor, root: str) -> None:
                          "dataset")
 
 
-@register_kind
+@KINDS.register()
 class CorruptionKind(CellKind):
     """The grid's corruptions (grid key ``corruptions``) on one trained run."""
 

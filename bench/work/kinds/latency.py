@@ -9,7 +9,7 @@ from bench.grid.cells import LatencyCell
 from bench.grid.spec import GridSpec
 from bench.hardware import HARDWARE
 from bench.latency import measure_latency, sparse_layers
-from bench.work.kinds.base import CellKind, register_kind
+from bench.work.kinds.base import KINDS, CellKind
 from bench.work.model import load_trained
 
 
@@ -26,7 +26,7 @@ def run_latency_cell(cell: LatencyCell, results: Path) -> list[dict]:
     return rows
 
 
-@register_kind
+@KINDS.register()
 class LatencyKind(CellKind):
     """Inference latency (grid key ``hardware``) of one run on one profile, on the CPU
     whatever the grid's device, alone on the machine."""

@@ -9,7 +9,7 @@ import torch
 from bench.attacks import ATTACKS, evaluate_attack
 from bench.grid.cells import SweepCell
 from bench.grid.spec import GridSpec
-from bench.work.kinds.base import CellKind, register_kind
+from bench.work.kinds.base import KINDS, CellKind
 from bench.work.model import evaluation_of
 from bench.work.rows import robustness_row
 
@@ -41,7 +41,7 @@ def run_sweep_cell(cell: SweepCell, results: Path, device: torch.device | None =
     return rows
 
 
-@register_kind
+@KINDS.register()
 class SweepKind(CellKind):
     """One ε sweep (grid key ``eps_sweeps``) on one trained run."""
 

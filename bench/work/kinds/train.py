@@ -8,11 +8,11 @@ import torch
 from bench.grid.cells import TrainCell
 from bench.grid.spec import GridSpec
 from bench.results.schema import METHOD_TABLES
-from bench.work.kinds.base import CellKind, register_kind
+from bench.work.kinds.base import KINDS, CellKind
 from bench.work.train import failed_run_row, run_train_cell
 
 
-@register_kind
+@KINDS.register()
 class TrainKind(CellKind):
     """Train a run: its checkpoint, runs row, history and method tables."""
 

@@ -12,7 +12,7 @@ import torch
 from bench.attacks import ATTACKS, craft_examples
 from bench.grid.cells import TrainCell, TransferCell
 from bench.grid.spec import GridSpec
-from bench.work.kinds.base import CellKind, register_kind
+from bench.work.kinds.base import KINDS, CellKind
 from bench.work.model import evaluation_of, load_trained, predict
 from bench.work.rows import now
 
@@ -45,7 +45,7 @@ def run_transfer_source(source: TrainCell, cells: list[TransferCell], results: P
     return out
 
 
-@register_kind
+@KINDS.register()
 class TransferKind(CellKind):
     """The transfer matrix (grid key ``transfer``): every pair of chosen runs of a dataset."""
 
