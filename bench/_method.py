@@ -104,7 +104,6 @@ class TrainContext:
     # Index of each training-split row in the dataset's original training set: what a
     # method reports when it names samples (CAPER's removed samples).
     train_ids: torch.Tensor | None = None
-    meter: Any = None  # bench.measures.FlopMeter, set by the loop; see `charged`
     tables: dict[str, list[dict]] = field(default_factory=dict)
     run_fields: dict[str, Any] = field(default_factory=dict)
     # Set by the loop from the base, for modifiers that must adapt to it (AccelAT monitors
@@ -130,9 +129,9 @@ class TrainContext:
         self.tables.setdefault(table, []).extend(rows)
 
     def charged(self):
-        """Context manager: count the passes run inside as the method's training cost even
-        where the loop does not (epoch-end hooks run with the meter paused)."""
-        return self.meter.resumed() if self.meter is not None else nullcontext()
+        """A no-op kept for methods written when epoch-end hooks ran unmetered: the loop now
+        charges everything a method runs (its set-up and epoch-end hooks included)."""
+        return nullcontext()
 
     def active_indices(self) -> torch.Tensor:
         n = self.train_x.shape[0]

@@ -7,6 +7,9 @@ files, in whichever process ran it), ``epoch`` (after a training epoch: mid-cell
 ``driver`` (a parallel executor's driver, after it collected a finished task).
 ``PERBENCH_FAULT_ONCE=<path>`` makes it fire once across processes: the file is created
 just before the kill and no process fires while it exists (a retried cell then succeeds).
+Inside the training sandbox the process is its namespace's init, which no signal from
+inside can kill: there the fault is relayed (``PERBENCH_FAULT_RELAY`` names a file the
+parent watches; it then kills itself, as a ``kill -9`` of the whole run would).
 Unset in normal use: then this is one dictionary lookup.
 """
 from __future__ import annotations
@@ -34,4 +37,8 @@ def fault_point(point: str) -> None:
             Path(once).touch(exist_ok=False)  # atomic: one process wins
         except FileExistsError:
             return
+    relay = os.environ.get("PERBENCH_FAULT_RELAY")
+    if relay:
+        Path(relay).write_text(point)
+        os._exit(137)
     os.kill(os.getpid(), signal.SIGKILL)

@@ -8,8 +8,9 @@ same convention and serves for cross-checks and per-layer breakdowns.
 """
 from __future__ import annotations
 
+import random
 import warnings
-from collections.abc import Hashable, Iterator
+from collections.abc import Collection, Hashable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -120,6 +121,15 @@ class _OpCounter(TorchDispatchMode):
         return self.total
 
 
+def draw_audit_steps(expected_steps: int, per: int = 32) -> list[int]:
+    """Training steps to audit, drawn from the OS's random source (``random.SystemRandom``,
+    i.e. ``os.urandom``): each of ``2 * expected_steps`` indices with probability ``1/per``
+    (twice the span, since a method may run more steps than the budget suggests). With the
+    default, a run is audited about twice as often as every 64th step of each key was."""
+    rng = random.SystemRandom()
+    return sorted(i for i in range(2 * max(expected_steps, 1)) if rng.random() < 1 / per)
+
+
 class MeterMismatchError(RuntimeError):
     """A step's FLOPs differed from the ones its declared key promised (see FlopMeter)."""
 
@@ -136,9 +146,12 @@ class FlopMeter:
     ``step_cost_key`` returns) has that step counted once, op by op, and later steps with
     the same key charged the same number without dispatching through Python: counting
     every op cost a small CNN's PGD-AT step 11-14% on 2 CPU cores, which is most of what
-    the meter costs. Every ``audit_every``-th step of a key is counted again, and a count
-    that differs raises :class:`MeterMismatchError` (a wrong declaration fails the run; it
-    never skews a number). Steps with no key are counted op by op, as before.
+    the meter costs. Memoized steps are audited: counted again, and a count that differs
+    raises :class:`MeterMismatchError` naming the step (a wrong declaration fails the run;
+    it never skews a number). Which steps are audited is ``audit_steps`` (training step
+    indices, drawn by the process that launched training from the OS's random source,
+    :func:`draw_audit_steps`, so a method cannot know them in advance); without it, every
+    ``audit_every``-th step of a key. Steps with no key are counted op by op.
 
     Caveat (torch 2.14.1): inside FlopCounterMode, ``torch.autograd.grad`` taken with
     respect to a leaf tensor fed straight into a module raises "A leaf node was passed to
@@ -147,12 +160,14 @@ class FlopMeter:
     unmetered.
     """
 
-    def __init__(self, enabled: bool = True, *, memoize: bool = True, audit_every: int = 64):
+    def __init__(self, enabled: bool = True, *, memoize: bool = True, audit_every: int = 64,
+                 audit_steps: Collection[int] | None = None):
         if audit_every < 1:
             raise ValueError(f"audit_every must be >= 1, got {audit_every}")
         self.enabled = enabled
         self.memoize = memoize  # False: every step op by op, whatever its key
         self.audit_every = audit_every
+        self.audit_steps = None if audit_steps is None else frozenset(audit_steps)
         self._banked = 0.0  # FLOPs of counting windows already closed
         self._counter: _OpCounter | None = None
         self._entered = False
@@ -219,9 +234,10 @@ class FlopMeter:
             self._stop(None, None, None)
 
     @contextmanager
-    def step(self, key: Hashable | None) -> Iterator[None]:
-        """One training step whose FLOPs are a function of ``key`` (None: unknown, count
-        it op by op). See the class docstring for the memo and its audits."""
+    def step(self, key: Hashable | None, index: int | None = None) -> Iterator[None]:
+        """One training step (the ``index``-th of the run) whose FLOPs are a function of
+        ``key`` (None: unknown, count it op by op). See the class docstring for the memo
+        and its audits."""
         if self._counter is None:  # disabled, paused or not entered: nothing to count
             yield
             return
@@ -231,7 +247,7 @@ class FlopMeter:
             return
         seen = self._seen[key] = self._seen.get(key, 0) + 1
         memo = self._memo.get(key)
-        if memo is not None and (seen - 1) % self.audit_every:
+        if memo is not None and not self._audited(seen, index):
             self._stop(None, None, None)
             self._charging = True
             try:
@@ -261,11 +277,18 @@ class FlopMeter:
         elif memo is None:
             self._memo[key] = flops
         elif flops != memo:
+            where = f"training step {index} ({seen}th of its key)" if index is not None \
+                else f"its step {seen}"
             raise MeterMismatchError(
-                f"a training step declared to cost the same FLOPs for key {key!r} counted "
-                f"{flops:.6g} at its step {seen}, {memo:.6g} the first time; the method's "
+                f"{where}, declared to cost the same FLOPs as the others of key {key!r}, "
+                f"counted {flops:.6g} when audited; {memo:.6g} the first time. The method's "
                 "step_cost_key must return None (count every step) or a key that tells "
                 "such steps apart")
+
+    def _audited(self, seen: int, index: int | None) -> bool:
+        if self.audit_steps is not None and index is not None:
+            return index in self.audit_steps
+        return (seen - 1) % self.audit_every == 0
 
     def _start(self) -> None:
         if self.enabled and not self._charging:

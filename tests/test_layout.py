@@ -25,6 +25,7 @@ LAYERS = {
     "bench.schedules": set(),
     "bench.measures": set(),
     "bench.formats": set(),
+    "bench.sandbox": set(),
     "bench.results": {"bench.faults"},
     "bench._method": {"bench.results"},
     "bench._method_registry": {"bench._method", "bench.registry"},

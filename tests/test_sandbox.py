@@ -1,4 +1,4 @@
-"""The sandbox primitive (bench/execute/sandbox.py) against what it promises, each
+"""The sandbox primitive (bench/sandbox.py) against what it promises, each
 promise tried from inside by a small script: no network, no view of data or the
 checkout, no new processes, limits, and the kernel's own count of the CPU time."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.execute import sandbox as sb
+from bench import sandbox as sb
 
 REPO = Path(__file__).resolve().parent.parent
 

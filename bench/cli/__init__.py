@@ -29,12 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     from bench.errors import SubmissionError
     from bench.grid.spec import SpecError
     from bench.registry import UnknownNameError
+    from bench.sandbox import SandboxUnavailable
 
     args = build_parser().parse_args(argv)
     keep_freed_memory()  # every command that trains, attacks or times runs in this process
     try:
         return args.fn(args)
-    except (UsageError, SpecError, SubmissionError, UnknownNameError, FileNotFoundError) as exc:
+    except (UsageError, SpecError, SubmissionError, UnknownNameError, FileNotFoundError,
+            SandboxUnavailable) as exc:
         print(f"perbench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -34,7 +34,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError("--executor ray needs Ray: pip install 'perbench[ray]'") from None
         report = run_ray(spec, results, address=args.address,
                          retry_failed=args.retry_failed, show_progress=not args.quiet,
-                         max_retries=args.max_retries, gpus_per_cell=args.gpus_per_cell)
+                         max_retries=args.max_retries, gpus_per_cell=args.gpus_per_cell,
+                         sandbox=not args.no_sandbox)
     elif args.address is not None:
         raise UsageError("--address is for --executor ray")
     elif args.workers and args.workers > 1:
@@ -42,10 +43,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         report = run_processes(spec, results, args.workers,
                                retry_failed=args.retry_failed, show_progress=not args.quiet,
-                               max_retries=args.max_retries)
+                               max_retries=args.max_retries, sandbox=not args.no_sandbox)
     else:
         report = run_local(spec, results, retry_failed=args.retry_failed,
-                           show_progress=not args.quiet)
+                           show_progress=not args.quiet, sandbox=not args.no_sandbox)
     took = time.perf_counter() - start
     print(f"{spec.name}: trained {report.trained}, evaluated {report.evaluated}, "
           f"timed {report.timed}, failed {len(report.failed)}, already done {report.skipped} "
@@ -64,6 +65,9 @@ def add_parsers(sub) -> None:
     run.add_argument("leaderboard", help="leaderboards/<name> (holding grid.yaml)")
     run.add_argument("--retry-failed", action="store_true", help="run failed cells again")
     run.add_argument("--quiet", action="store_true", help="no progress bars or final table")
+    run.add_argument("--no-sandbox", action="store_true",
+                     help="train in this process instead of the bubblewrap sandbox: for "
+                          "trusted code only (recorded in runs.sandbox)")
     run.add_argument("--plan", action="store_true",
                      help="run nothing: list the cells still to run, with times estimated "
                           "from this grid's finished cells")

@@ -31,10 +31,12 @@ from bench.results import store
 
 
 def run_processes(spec: GridSpec, results: Path, workers: int, *, retry_failed: bool = False,
-                  show_progress: bool = True, max_retries: int = DEFAULT_RETRIES) -> tasks.RunReport:
-    """The grid on ``workers`` local processes (spawned: no state shared with the driver)."""
+                  show_progress: bool = True, max_retries: int = DEFAULT_RETRIES,
+                  sandbox: bool = True) -> tasks.RunReport:
+    """The grid on ``workers`` local processes (spawned: no state shared with the driver);
+    ``sandbox``: each training cell in the bubblewrap sandbox (False: ``--no-sandbox``)."""
     results = store.location(results)
-    plan = schedule.build(spec, results, retry_failed)
+    plan = schedule.build(spec, results, retry_failed, train_options={"sandbox": sandbox})
     todo, report = plan.tasks, tasks.RunReport(skipped=plan.skipped)
     work = [i for i, t in enumerate(todo) if t.hardware is None]
     latency = [i for i, t in enumerate(todo) if t.hardware is not None]

@@ -46,14 +46,16 @@ def local_hardware_resources() -> dict[str, float]:
 
 def run_ray(spec: GridSpec, results: Path, *, address: str | None = None,
             retry_failed: bool = False, show_progress: bool = True,
-            max_retries: int = DEFAULT_RETRIES, gpus_per_cell: float = 0.0) -> tasks.RunReport:
+            max_retries: int = DEFAULT_RETRIES, gpus_per_cell: float = 0.0,
+            sandbox: bool = True) -> tasks.RunReport:
     """The grid as Ray tasks: on the cluster at ``address`` ("auto": the one this machine
     belongs to), on a Ray already initialised by the caller, or on a local one started here.
 
     Each task asks for its cell's thread count in CPUs (the cell sets exactly that many
     torch threads, whatever Ray's default) and ``gpus_per_cell`` GPUs. ``results`` must be
     a folder every node sees at the same path (a shared filesystem), or an fsspec URI
-    every node can reach (an object store).
+    every node can reach (an object store). ``sandbox``: each training cell in the
+    bubblewrap sandbox of the node that runs it (False: ``--no-sandbox``).
     """
     import ray  # optional (perbench[ray]): imported only when this executor runs
 
@@ -66,7 +68,7 @@ def run_ray(spec: GridSpec, results: Path, *, address: str | None = None,
             options["resources"] = local_hardware_resources()
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  logging_level="ERROR", **options)
-    plan = schedule.build(spec, results, retry_failed)
+    plan = schedule.build(spec, results, retry_failed, train_options={"sandbox": sandbox})
     todo, report = plan.tasks, tasks.RunReport(skipped=plan.skipped)
     remote = ray.remote(_run_task)
     bar = tqdm(total=sum(t.cells for t in todo), desc=f"{spec.name} (ray)", unit="cell",

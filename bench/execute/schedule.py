@@ -18,6 +18,7 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
+from bench import sandbox
 from bench.execute import tasks
 from bench.grid.cells import Grid
 from bench.grid.spec import GridSpec
@@ -93,7 +94,9 @@ def build(spec: GridSpec, results: Path, retry_failed: bool = False, *,
     """The schedule of the grid's missing cells. ``only_methods``: only the cells of those
     method labels (a submission; transfer pairs with them on either side);
     ``extra_runs``: models trained elsewhere, to evaluate; ``train_options``: keywords
-    of :func:`bench.execute.tasks.train` (submission_id, isolate, timeout)."""
+    of :func:`bench.execute.tasks.train` (submission_id, isolate, timeout, sandbox).
+    Raises :class:`bench.sandbox.SandboxUnavailable` when training cells are due, sandboxed,
+    and no sandbox can start here."""
     store.sweep_partial(results)  # what killed writers left, once no writer can own it
     grid = expand(spec, extra_runs)
     mine = grid if only_methods is None else restrict(grid, only_methods)
@@ -130,6 +133,8 @@ def build(spec: GridSpec, results: Path, retry_failed: bool = False, *,
                  threads=source.threads))
     for cell in todo.latency:
         add(Task(cell.describe(), tasks.latency, (cell, results), hardware=cell.hardware))
+    if trains and (train_options or {}).get("sandbox", True):
+        sandbox.ensure_available()  # before any work: the sandbox is missing, or it works
     return Schedule(out, grid, todo, mine.count() - todo.count())
 
 

@@ -24,7 +24,7 @@ def run_local(spec: GridSpec, results: Path, *, retry_failed: bool = False,
               device: torch.device | None = None, show_progress: bool = True,
               only_methods: set[str] | None = None, submission_id: str | None = None,
               isolate: tuple[str, ...] | None = None, cell_timeout: float | None = None,
-              extra_runs: tuple = ()) -> tasks.RunReport:
+              extra_runs: tuple = (), sandbox: bool = True) -> tasks.RunReport:
     """Run the missing cells run by run (train, then evaluate that model), so an interrupted
     grid leaves evaluated models rather than many unevaluated ones; then the transfer
     matrix, which needs every model; then all latency cells, short and last, so they can be
@@ -34,12 +34,13 @@ def run_local(spec: GridSpec, results: Path, *, retry_failed: bool = False,
     ``submission_id`` tags the runs it trains; ``isolate`` trains each run in a fresh
     process that first loads these plugin sources, stopped after ``cell_timeout`` seconds.
     ``extra_runs``: models trained elsewhere, already recorded in ``runs``, to evaluate.
+    ``sandbox``: train in the bubblewrap sandbox (the default; False: ``--no-sandbox``).
     """
     results = store.location(results)
     plan = schedule.build(spec, results, retry_failed, only_methods=only_methods,
                           extra_runs=extra_runs, device=device,
                           train_options={"submission_id": submission_id, "isolate": isolate,
-                                         "timeout": cell_timeout})
+                                         "timeout": cell_timeout, "sandbox": sandbox})
     report = tasks.RunReport(skipped=plan.skipped)
     bar = tqdm(total=plan.cells, desc=spec.name, unit="cell",
                disable=not show_progress or plan.cells == 0)
@@ -51,8 +52,9 @@ def run_local(spec: GridSpec, results: Path, *, retry_failed: bool = False,
                 continue
             bar.set_postfix_str(task.name)
             if task.train is not None:
-                with _epoch_bar(show_progress and isolate is None) as on_epoch:
-                    progress = {} if isolate is not None else {"progress": on_epoch}
+                reports = sandbox or isolate is None  # a spawned process cannot report
+                with _epoch_bar(show_progress and reports) as on_epoch:
+                    progress = {"progress": on_epoch} if reports else {}
                     outcome = task.fn(*task.args, **task.kwargs, **progress)
             else:
                 outcome = task.fn(*task.args, **task.kwargs)

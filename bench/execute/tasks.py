@@ -23,7 +23,7 @@ from bench.faults import fault_point
 from bench.results import store
 from bench.work.checks import run_checks
 from bench.work.kinds import KINDS
-from bench.work.train import run_train_cell
+from bench.work.train import SandboxFailed, run_train_cell
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,8 @@ class RunReport:
 
 
 def error_text(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, CellFailed) else describe_error(exc)
+    # a failure another process reported is already one line naming its own location
+    return str(exc) if isinstance(exc, (CellFailed, SandboxFailed)) else describe_error(exc)
 
 
 def trained_ok(results: Path, key: str) -> bool:
@@ -73,14 +74,19 @@ def trained_ok(results: Path, key: str) -> bool:
 
 def train(cell, results: Path, device: torch.device | None = None, *,
           submission_id: str | None = None, isolate: tuple[str, ...] | None = None,
-          timeout: float | None = None, progress=None) -> Outcome:
-    """Train ``cell`` (in a fresh process that loads ``isolate`` first, when given) and
-    write its tables, ``runs`` last; a failure becomes a failed ``runs`` row."""
+          timeout: float | None = None, progress=None, sandbox: bool = True) -> Outcome:
+    """Train ``cell`` and write its tables, ``runs`` last; a failure becomes a failed
+    ``runs`` row. ``sandbox`` (the default): in a bubblewrap sandbox that sees the method's
+    files ``isolate`` and nothing of the test split, stopped after ``timeout`` seconds.
+    Without it (trusted code): here, or in a fresh process that loads ``isolate`` first."""
     keep_freed_memory()
     kind = KINDS.create("train")
     out = Outcome()
     try:
-        if isolate is None:
+        if sandbox:
+            run, tables = kind.run(cell, results, device, progress=progress, sandbox=True,
+                                   plugins=tuple(isolate or ()), timeout=timeout)
+        elif isolate is None:
             run, tables = kind.run(cell, results, device, progress=progress)
         else:
             run, tables = call_isolated(run_train_cell, cell, results, device,

@@ -38,6 +38,14 @@ TABLES: dict[str, pa.Schema] = {
         # what the process's malloc did (bench.allocator): it changes CPU timings, never
         # numbers. Null in runs written before it was recorded.
         ("allocator", _s),
+        # where the method ran: "bwrap" (the training sandbox, bench/sandbox.py) or "none"
+        # (--no-sandbox, trusted code); null in runs written before sandboxing. And the CPU
+        # seconds (user + system, every thread) of the process that ran it, as the kernel
+        # counted them: what the uncounted_work check holds train_flops against.
+        ("sandbox", _s), ("train_cpu_seconds", _f),
+        # of which starting the sandboxed process (interpreter, torch, PERBench, no
+        # training) took, measured once per driver process on this host
+        ("startup_cpu_seconds", _f),
     ]),
     "history": pa.schema([
         ("run_id", _s), ("epoch", _i), ("lr", _f), ("train_loss", _f), ("train_acc", _f),

@@ -16,6 +16,7 @@ whose inputs are missing (no Square row, one ε only, no clean-correct point) gi
 """
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from torch import nn
 from bench.attacks.ascent import Norm, l2_norms, step_direction
 from bench.attacks.evaluate import evaluating
 from bench.formats import format_eps
+from bench.results import store
 from bench.work.model import evaluation_of, load_dataset
 from bench.work.rows import now
 
@@ -389,11 +391,62 @@ def _large_eps_zero(strongest: pd.DataFrame, num_classes: int,
 
 # --- running them on a run -------------------------------------------------------------------
 
+# uncounted_work: a sandboxed run may use this many times the CPU seconds per FLOP of the
+# slowest trusted run on the same setup (plus its measured start-up, plus SLACK seconds)
+# before its CPU time counts as work its FLOPs do not explain.
+UNCOUNTED_MARGIN = 1.5
+UNCOUNTED_SLACK_S = 2.0
+
+
+def cost_checks(run_id: str, runs: pd.DataFrame) -> list[Row]:
+    """``uncounted_work``: the CPU time the kernel counted for a sandboxed run's training
+    process (every thread; no other process can start there) against what its counted
+    FLOPs explain, calibrated on the board's trusted runs (built-in methods, not
+    submissions) of the same dataset, arch, device, threads and execution settings:
+    the composition's base objective's own runs where the board has them, else all of
+    them, at the slowest rate any of them ran. Work in numpy, in a thread the meter does
+    not see, or behind a paused meter shows up here. No row when the run was not
+    sandboxed, or no trusted run to calibrate on exists."""
+    if runs.empty or "train_cpu_seconds" not in runs:
+        return []
+    mine = runs[runs["run_id"] == run_id]
+    if mine.empty:
+        return []
+    run = mine.iloc[-1]
+    if run.get("sandbox") != "bwrap" or pd.isna(run.get("train_cpu_seconds")) \
+            or not run.get("train_flops"):
+        return []
+    setup = ["dataset", "arch", "device", "threads", "precision", "channels_last", "compiled"]
+    same = runs[(runs["status"] == "ok") & (runs["sandbox"] == "bwrap")
+                & runs["train_cpu_seconds"].notna() & (runs["train_flops"] > 0)
+                & runs["submission_id"].isna()]
+    for col in setup:
+        same = same[same[col].astype(str) == str(run[col])]
+    if same.empty:
+        return []
+    base = str(run["method_config"] and json.loads(run["method_config"])["name"]).split("+")[0]
+    names = same["method_config"].map(lambda c: json.loads(c)["name"])
+    ref = same[names == base] if (names == base).any() else same
+    startup = float(run.get("startup_cpu_seconds") or 0.0)
+    ref_startup = ref["startup_cpu_seconds"].fillna(0.0) if "startup_cpu_seconds" in ref else 0.0
+    rate = float(((ref["train_cpu_seconds"] - ref_startup).clip(lower=0)
+                  / ref["train_flops"]).max())
+    allowed = startup + UNCOUNTED_MARGIN * rate * float(run["train_flops"]) + UNCOUNTED_SLACK_S
+    cpu = float(run["train_cpu_seconds"])
+    which = base if ref is not same else "every trusted run"
+    detail = (f"{cpu:.1f} CPU s for {float(run['train_flops']):.3g} FLOPs; {which} "
+              f"({len(ref)} run{'s' * (len(ref) != 1)}) ran at most {rate * 1e9:.3g} s/GFLOP, "
+              f"so at most {allowed:.1f} s is explained (start-up {startup:.1f} s, "
+              f"x{UNCOUNTED_MARGIN} margin, +{UNCOUNTED_SLACK_S:g} s)")
+    return [_row("uncounted_work", cpu <= allowed, detail, cpu - allowed)]
+
+
 def run_checks(train, robustness: pd.DataFrame, results: Path, *, n_eval: int,
                model_rows: list[dict] | None = None, device: torch.device | None = None
                ) -> list[dict]:
     """``checks`` rows of one run: model-level checks (computed once, then reused through
-    ``model_rows``) and result-level checks over its current robustness rows."""
+    ``model_rows``), result-level checks over its current robustness rows, and the cost
+    check of its training process against the board's trusted runs."""
     if model_rows is None:
         with evaluation_of(train, results, n_eval, device) as ev:
             model_rows = [{**r, "kind": "model"} for r in model_checks(
@@ -402,4 +455,7 @@ def run_checks(train, robustness: pd.DataFrame, results: Path, *, n_eval: int,
     data = load_dataset(train.dataset, train.data_root)
     result_rows = [{**r, "kind": "result"}
                    for r in result_checks(robustness, num_classes=data.num_classes)]
-    return [{**r, "run_id": train.key, "created_at": now()} for r in model_rows + result_rows]
+    cost_rows = [{**r, "kind": "cost"}
+                 for r in cost_checks(train.key, store.read_table(results, "runs"))]
+    return [{**r, "run_id": train.key, "created_at": now()}
+            for r in model_rows + result_rows + cost_rows]

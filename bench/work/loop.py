@@ -2,13 +2,14 @@
 
 The loop owns batching, augmentation, the learning rate, the optimizer step and the
 per-epoch validation; the method owns only its loss (docs/ARCHITECTURE.md, "The
-training loop"). Validation runs with the meter paused: it is the harness's work, not the method's.
+training loop"). Validation runs with the meter paused: it is the harness's work, not the
+method's; everything else, the method's set-up and epoch-end hooks included, is charged.
 """
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
@@ -55,12 +56,14 @@ def train(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext, *,
           progress: Callable[[dict], None] | None = None,
           meter: FlopMeter | None = None,
           snapshot: Callable[[dict], None] | None = None,
-          resume: dict | None = None) -> TrainStats:
+          resume: dict | None = None,
+          audit_steps: Collection[int] | None = None) -> TrainStats:
     """Run ``base`` with ``modifiers`` for the budget in ``ctx``; return measured costs.
 
-    ``meter``: the caller's FlopMeter (default ``FlopMeter()``); tests set its memo and
-    audits, and ``perbench bench`` passes ``FlopMeter(enabled=False)`` (train_flops 0) to
-    measure what counting costs.
+    ``meter``: the caller's FlopMeter (default ``FlopMeter(audit_steps=audit_steps)``);
+    tests set its memo and audits, and ``perbench bench`` passes ``FlopMeter(enabled=False)``
+    (train_flops 0) to measure what counting costs. The meter is the loop's own: a method
+    is never handed it. ``train_seconds`` leaves out validation and snapshots.
 
     ``snapshot(state)`` is handed everything the run needs to continue after each epoch
     (when every method has a ``state_dict``); ``resume=state`` continues from one, to the
@@ -76,26 +79,28 @@ def train(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext, *,
         # dispatch mode; memoized ones run compiled.
         ctx.model = torch.compile(model)
     autocast = _autocast(ctx.device, ex.precision)
-    ctx.optimizer = base.optimizer(ctx)
-    ctx.base_adversarial = base.adversarial
-    ctx.peak_lr = getattr(base.config, "lr", None)
-    ctx.step_loss = lambda batch: base.loss(ctx, batch)
-    for mod in modifiers:
-        crit = mod.criterion(ctx)
-        if crit is not None:
-            ctx.criterion = crit
-    epochs = ctx.epochs = base.epochs(ctx)
-    replays = base.replays(ctx)
-    bs = ctx.budget.batch_size
     cuda = ctx.device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(ctx.device)
-    meter = meter if meter is not None else FlopMeter()
-    ctx.meter = meter
-    start = time.perf_counter()
-    model.train()
+    meter = meter if meter is not None else FlopMeter(audit_steps=audit_steps)
     methods = [base, *modifiers]
+    harness = _Stopwatch()  # validation and snapshots: the harness's time, not the method's
+    start = time.perf_counter()
+    # Everything a method runs is charged, from building its optimizer (a base could
+    # pre-train there) to its last hook; the harness pauses the meter for validation only.
     with meter:
+        ctx.optimizer = base.optimizer(ctx)
+        ctx.base_adversarial = base.adversarial
+        ctx.peak_lr = getattr(base.config, "lr", None)
+        ctx.step_loss = lambda batch: base.loss(ctx, batch)
+        for mod in modifiers:
+            crit = mod.criterion(ctx)
+            if crit is not None:
+                ctx.criterion = crit
+        epochs = ctx.epochs = base.epochs(ctx)
+        replays = base.replays(ctx)
+        bs = ctx.budget.batch_size
+        model.train()
         for mod in modifiers:
             mod.on_train_start(ctx)
         first_epoch = 0
@@ -126,7 +131,7 @@ def train(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext, *,
                 for r in range(replays):
                     batch.replay = r
                     lr = _set_lr(base, modifiers, ctx, (epoch + i / ctx.steps_per_epoch) / epochs)
-                    with meter.step(_step_cost_key(base, modifiers, ctx, batch)):
+                    with meter.step(_step_cost_key(base, modifiers, ctx, batch), ctx.step):
                         with autocast():  # forward passes only; backward runs outside
                             loss = _scalar(base.loss(ctx, batch), f"{base.name}.loss")
                             for mod in modifiers:
@@ -152,26 +157,26 @@ def train(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext, *,
                     if batch.logits is not None:
                         correct += (batch.logits.argmax(1) == batch.y).sum().item()
                     seen += n
-            with meter.paused():
-                row = {
-                    "epoch": epoch, "lr": lr, "train_loss": loss_sum / max(seen, 1),
-                    "train_acc": correct / max(seen, 1),
-                    "val_acc": accuracy(model, ctx.val_x, ctx.val_y) if len(ctx.val_y) else None,
-                    "val_robust_acc": ctx.state.pop("val_robust_acc", None),
-                    "samples_seen": stats.train_samples, "flops_so_far": meter.total,
-                    "seconds_so_far": time.perf_counter() - start,
-                }
-                row.update(ctx.state.pop("log", {}))
-                for mod in modifiers:
-                    mod.on_epoch_end(ctx, row)
-                model.train()
+            with harness, meter.paused():
+                val_acc = accuracy(model, ctx.val_x, ctx.val_y) if len(ctx.val_y) else None
+            row = {
+                "epoch": epoch, "lr": lr, "train_loss": loss_sum / max(seen, 1),
+                "train_acc": correct / max(seen, 1), "val_acc": val_acc,
+                "val_robust_acc": ctx.state.pop("val_robust_acc", None),
+                "samples_seen": stats.train_samples, "flops_so_far": meter.total,
+                "seconds_so_far": time.perf_counter() - start - harness.seconds,
+            }
+            row.update(ctx.state.pop("log", {}))
+            for mod in modifiers:  # the method's own epoch-end work: charged
+                mod.on_epoch_end(ctx, row)
+            model.train()
             stats.history.append(row)
             if progress is not None:
                 progress(row)
             if snapshot is not None:
-                with meter.paused():
+                with harness, meter.paused():
                     state = _capture(epoch, model, methods, ctx, meter, stats,
-                                     time.perf_counter() - start)
+                                     time.perf_counter() - start - harness.seconds)
                     if state is not None:
                         snapshot(state)
             fault_point("epoch")
@@ -179,12 +184,26 @@ def train(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext, *,
             mod.on_train_end(ctx)
     ctx.model = model
     stats.train_flops = meter.total
-    stats.train_seconds = time.perf_counter() - start
+    stats.train_seconds = time.perf_counter() - start - harness.seconds
     if cuda:
         stats.peak_mem_bytes = max(torch.cuda.max_memory_allocated(ctx.device),
                                    stats.peak_mem_bytes or 0)
     model.eval()
     return stats
+
+
+class _Stopwatch:
+    """Adds up the time spent inside it (``with watch: ...``), over any number of uses."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._since = 0.0
+
+    def __enter__(self) -> None:
+        self._since = time.perf_counter()
+
+    def __exit__(self, *exc) -> None:
+        self.seconds += time.perf_counter() - self._since
 
 
 SNAPSHOT_FORMAT = 1

@@ -37,9 +37,22 @@ def load_dataset(name: str, data_root: str | None):
     return DATASETS.create(name, data_root=data_root)
 
 
+def model_shape(data) -> dict:
+    """What building an architecture for ``data`` needs, as plain values (the sandboxed
+    training process gets these, not the dataset)."""
+    return {"num_classes": int(data.num_classes), "in_channels": int(data.train_x.shape[1]),
+            "image_size": int(data.train_x.shape[-1]), "mean": list(map(float, data.mean)),
+            "std": list(map(float, data.std))}
+
+
+def build_model_for(arch: str, *, num_classes: int, in_channels: int, image_size: int,
+                    mean, std) -> torch.nn.Module:
+    return ARCHS.create(arch, num_classes=num_classes, in_channels=in_channels,
+                        image_size=image_size, mean=mean, std=std)
+
+
 def build_model(data, arch: str) -> torch.nn.Module:
-    return ARCHS.create(arch, num_classes=data.num_classes, in_channels=data.train_x.shape[1],
-                        image_size=data.train_x.shape[-1], mean=data.mean, std=data.std)
+    return build_model_for(arch, **model_shape(data))
 
 
 def load_trained(cell, results: Path, device: torch.device):

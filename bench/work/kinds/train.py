@@ -28,9 +28,10 @@ class TrainKind(CellKind):
         return (cell,)
 
     def run(self, cell: TrainCell, results: Path, device: torch.device | None = None,
-            progress=None) -> tuple[dict, dict[str, list[dict]]]:
-        """(runs row, {table: rows}) of a trained run; the caller writes ``runs`` last."""
-        return run_train_cell(cell, results, device, progress=progress)
+            progress=None, **options) -> tuple[dict, dict[str, list[dict]]]:
+        """(runs row, {table: rows}) of a trained run; the caller writes ``runs`` last.
+        ``options``: bench.work.train.run_train_cell's (sandbox, plugins, timeout)."""
+        return run_train_cell(cell, results, device, progress=progress, **options)
 
     def failed_rows(self, cell: TrainCell, error: str) -> list[dict]:
         return [failed_run_row(cell, error)]

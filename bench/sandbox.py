@@ -22,6 +22,7 @@ user namespaces (``kernel.unprivileged_userns_clone``; root has them).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import resource
@@ -31,7 +32,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -244,10 +245,12 @@ def bwrap_argv(command: Sequence[str], scratch: Path, seccomp_fd: int, *,
 
 def run(command: Sequence[str], scratch: Path, *, limits: Limits = Limits(),
         readonly: Iterable[str] = (), packages: dict[str, str] | None = None,
-        masked: Iterable[str] = (), env: dict[str, str] | None = None) -> Outcome:
+        masked: Iterable[str] = (), env: dict[str, str] | None = None,
+        poll: Callable[[], None] | None = None) -> Outcome:
     """Run ``command`` sandboxed with ``scratch`` as its only writable folder (/scratch
     inside); wait for it (or kill it at ``limits.wall_seconds``) and return what the kernel
-    measured of it."""
+    measured of it. ``poll()`` is called every 0.2 s meanwhile (progress, snapshots) and
+    once more at the end."""
     scratch = Path(scratch)
     scratch.mkdir(parents=True, exist_ok=True)
     read_fd, write_fd = os.pipe()
@@ -274,16 +277,29 @@ def run(command: Sequence[str], scratch: Path, *, limits: Limits = Limits(),
     os.close(read_fd)
     timed_out = False
     deadline = None if limits.wall_seconds is None else start + limits.wall_seconds
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if deadline is not None and time.monotonic() > deadline:
-            timed_out = True
+    next_poll = start
+    try:
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                timed_out = True
+                os.killpg(proc.pid, signal.SIGKILL)
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            if poll is not None and time.monotonic() >= next_poll:
+                poll()
+                next_poll = time.monotonic() + 0.2
+            time.sleep(0.05)
+    except BaseException:  # Ctrl-C, or poll() raising: the sandbox must not outlive us
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-            pid, status, usage = os.wait4(proc.pid, 0)
-            break
-        time.sleep(0.05)
+        with contextlib.suppress(ChildProcessError):
+            os.wait4(proc.pid, 0)
+        raise
+    if poll is not None:
+        poll()
     proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait again
     stderr = err_path.read_bytes()[-20000:].decode(errors="replace")
     return Outcome(returncode=proc.returncode, cpu_seconds=usage.ru_utime + usage.ru_stime,
