@@ -28,7 +28,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     report = submit(source, board, label=args.name, method=args.method, on=args.on,
                     config=config, authors=args.authors, link=args.link, license=args.license,
                     timeout=args.timeout, validate_timeout=args.validate_timeout,
-                    show_progress=not args.quiet)
+                    show_progress=not args.quiet, sandbox=not args.no_sandbox)
     run = report.run
     print(f"submission {report.submission_id} ({report.label} = {report.composition}): trained "
           f"{run.trained}, evaluated {run.evaluated}, timed {run.timed}, failed "
@@ -90,6 +90,9 @@ def add_parsers(sub) -> None:
     smt.add_argument("--validate-timeout", type=float, default=300,
                      help="seconds for the 2-step trial run (default 300)")
     smt.add_argument("--quiet", action="store_true", help="no progress bars")
+    smt.add_argument("--no-sandbox", action="store_true",
+                     help="run the method outside the bubblewrap sandbox: only for code you "
+                          "trust (recorded in runs.sandbox)")
     smt.set_defaults(fn=cmd_submit)
     evm = sub.add_parser("eval-model", help="evaluate a model trained elsewhere on a "
                                             "leaderboard's attacks, corruptions and latency")

@@ -52,8 +52,9 @@ from bench.plugins import (
 from bench.results import store
 from bench.results.provenance import versions_json
 from bench.work.loop import train
-from bench.work.model import build_model, load_dataset, threads
+from bench.work.model import build_model, load_dataset, model_shape, threads
 from bench.work.rows import now
+from bench.work.train import SandboxFailed, run_sandboxed
 
 # Loading (files, entry points) lives beside the registry in bench.plugins; these names
 # stay importable from here for code written before it moved.
@@ -125,6 +126,31 @@ def smoke_test(ref: str, composition: str, config: dict, dataset: str, arch: str
             "flops": stats.train_flops}
 
 
+def sandboxed_trial(source: Source, composition: str, config: dict, dataset: str, arch: str,
+                    data_root: str | None, threat: tuple[str, float],
+                    timeout: float | None) -> dict:
+    """:func:`smoke_test` in the training sandbox, the way every cell of the submission will
+    run: the same 16 points, 2 steps; the method's file is all of its code the sandbox
+    sees. Raises SandboxFailed with what went wrong."""
+    data = load_dataset(dataset, data_root)
+    job = {"key": "trial", "versions": "", "method": composition, "method_config": config,
+           "arch": arch, "model": model_shape(data), "seed": 0, "threads": 1, "epochs": 1,
+           "batch_size": 8, "threat_norm": threat[0], "threat_eps": threat[1],
+           "device": "cpu", "augment": "none", "snapshots": False,
+           "execution": {"precision": "fp32", "channels_last": False, "compile": False},
+           "audit_steps": []}
+    x, y = data.train_x[:16], data.train_y[:16]
+    tensors = {"train_x": x, "train_y": y, "val_x": x[:8], "val_y": y[:8],
+               "train_ids": torch.arange(16)}
+    plugins = () if source.path is None else (str(source.path),)
+    _, out, _ = run_sandboxed(job, tensors, plugins, device=torch.device("cpu"),
+                              timeout=timeout)
+    if not out["history"]:
+        raise ValueError("training ran no epoch: does the method's epochs() return 0?")
+    return {"steps": out["steps"], "loss": out["history"][-1]["train_loss"],
+            "flops": out["train_flops"]}
+
+
 # -- submitting ------------------------------------------------------------------------
 
 @dataclass
@@ -145,7 +171,10 @@ def submit(source_ref: str, board: Path, *, label: str | None = None, method: st
            on: str | None = None, config: dict | None = None, authors: str | None = None,
            link: str | None = None, license: str | None = None,
            timeout: float = CELL_TIMEOUT_S, validate_timeout: float = VALIDATE_TIMEOUT_S,
-           show_progress: bool = True, log=print) -> SubmitReport:
+           show_progress: bool = True, log=print, sandbox: bool = True) -> SubmitReport:
+    """Check ``source_ref``'s method with a 2-step trial run, then run every cell of the
+    leaderboard's grid for it (``sandbox``: each training cell, and the trial, in the
+    bubblewrap sandbox; False only for trusted code)."""
     board = Path(board)
     spec = load_spec(board / "grid.yaml")
     results = results_location(board, spec)
@@ -169,13 +198,18 @@ def submit(source_ref: str, board: Path, *, label: str | None = None, method: st
         raise SubmissionError(str(exc)) from None
 
     log(f"checking {label}: 2 training steps on 16 points of {spec.datasets[0]} "
-        f"({spec.archs[0]}), in a separate process...")
+        f"({spec.archs[0]}), in {'the sandbox' if sandbox else 'a separate process'}...")
+    trial_args = (composition, config, spec.datasets[0], (entry.archs or spec.archs)[0],
+                  spec.data_root, (spec.train_threat.norm, spec.train_threat.eps))
     try:
-        smoke = call_isolated(smoke_test, source.ref, composition, config, spec.datasets[0],
+        if sandbox:
+            smoke = sandboxed_trial(source, *trial_args, timeout=validate_timeout)
+        else:
+            smoke = call_isolated(smoke_test, source.ref, composition, config, spec.datasets[0],
                               (entry.archs or spec.archs)[0], spec.data_root,
                               (spec.train_threat.norm, spec.train_threat.eps),
                               plugins=[source.ref], timeout=validate_timeout)
-    except CellFailed as exc:
+    except (CellFailed, SandboxFailed, ValueError) as exc:
         raise SubmissionError(f"{label} failed its trial run (2 steps on 16 points): {exc}. "
                               "Nothing was written.") from None
     log(f"  ok: {smoke['steps']} steps, loss {smoke['loss']:.4f}")
@@ -199,7 +233,7 @@ def submit(source_ref: str, board: Path, *, label: str | None = None, method: st
     report = SubmitReport(submission_id=sid, label=label, composition=composition, smoke=smoke)
     report.run = run_local(full, results, only_methods={label}, submission_id=sid,
                            isolate=(source.ref,), cell_timeout=timeout,
-                           show_progress=show_progress)
+                           show_progress=show_progress, sandbox=sandbox)
     return report
 
 

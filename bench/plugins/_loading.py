@@ -88,11 +88,18 @@ def load_file(path: Path) -> Source:
         spec = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
+        before = harness_fingerprint()
         try:
             spec.loader.exec_module(module)
         except Exception as exc:
             del sys.modules[module_name]
             raise SubmissionError(f"{path}: importing it raised {_where(exc, path)}") from None
+        changed = sorted(k for k, v in harness_fingerprint().items() if before.get(k, v) != v)
+        if changed:
+            raise SubmissionError(
+                f"{path}: importing it replaced the harness's own code ({', '.join(changed[:5])}"
+                f"{', ...' if len(changed) > 5 else ''}); a method may not patch PERBench or "
+                "torch. Nothing was written.")
     methods = methods_of(module_name)
     if not methods:
         raise SubmissionError(
@@ -101,6 +108,26 @@ def load_file(path: Path) -> Source:
             "see docs/method_template.py")
     return Source(ref=str(path.resolve()), module=module_name, methods=methods,
                   code_sha=sha, path=path.resolve())
+
+
+def harness_fingerprint() -> dict[str, int]:
+    """Identity of every function and class the harness measures with: the attributes of
+    each loaded ``bench`` module, of ``torch`` and ``torch.nn.Module``. A submitted file is
+    imported in the driver (to name and check its methods) but trained only in the
+    sandbox; this catches the one thing its import could do to the driver's measurements,
+    replacing their code (``bench.work.loop.accuracy = ...``, ``torch.save = ...``)."""
+    import torch
+
+    found = {}
+    owners = [(n, m) for n, m in list(sys.modules.items())
+              if m is not None and (n == "bench" or n.startswith("bench."))]
+    owners += [("torch", torch), ("torch.nn.Module", torch.nn.Module),
+               ("torch.Tensor", torch.Tensor)]
+    for name, owner in owners:
+        for attr, value in list(vars(owner).items()):
+            if callable(value) and not attr.startswith("__"):
+                found[f"{name}.{attr}"] = id(value)
+    return found
 
 
 def entry_points() -> list[metadata.EntryPoint]:

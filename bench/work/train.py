@@ -37,7 +37,7 @@ from bench.measures import (
     draw_audit_steps,
     inference_flops,
 )
-from bench.plugins import compose
+from bench.plugins import ENTRY_POINT_PREFIX, compose
 from bench.results import store
 from bench.results.provenance import (
     default_device,
@@ -171,44 +171,66 @@ def _train_sandboxed(cell: TrainCell, data, train_ids, val_ids, augment_kind: st
                      audit_steps) -> tuple[dict, Trained]:
     """Train in a bubblewrap sandbox (see :func:`run_train_cell`); (weights, Trained)."""
     snap_path = store.resume_path(results, cell.key)
+    resume = read_snapshot(snap_path, cell.key)  # checked here: versions, cell
+    job = {
+        "key": cell.key, "versions": versions_json(), "method": cell.method.name,
+        "method_config": cell.method.config, "arch": cell.arch, "model": model_shape(data),
+        "seed": cell.seed, "threads": cell.threads, "epochs": cell.epochs,
+        "batch_size": cell.batch_size, "threat_norm": cell.threat_norm,
+        "threat_eps": cell.threat_eps, "device": str(device), "augment": augment_kind,
+        "snapshots": True, "execution": dataclasses.asdict(cell.execution),
+        "audit_steps": list(audit_steps),
+    }
+    tensors = {"train_x": data.train_x[train_ids], "train_y": data.train_y[train_ids],
+               "val_x": data.train_x[val_ids], "val_y": data.train_y[val_ids],
+               "train_ids": train_ids}
+    try:
+        weights, out, outcome = run_sandboxed(job, tensors, plugins, device=device,
+                                              timeout=timeout, resume=resume,
+                                              snap_path=snap_path, progress=progress)
+    except SandboxFailed as exc:
+        if exc.resume_rejected and resume is not None:
+            log.warning("%s: the resume snapshot does not fit; training from epoch 0",
+                        cell.describe())
+            store.remove(snap_path)
+            return _train_sandboxed(cell, data, train_ids, val_ids, augment_kind, results,
+                                    device, progress, plugins, timeout, audit_steps)
+        raise
+    trained = _trained_from(out, cell.execution)
+    trained.cpu_seconds = outcome.cpu_seconds
+    trained.startup_cpu_seconds = startup_cpu_seconds()
+    trained.peak_mem_bytes = max(outcome.max_rss_bytes, trained.peak_mem_bytes or 0)
+    return weights, trained
+
+
+def run_sandboxed(job: dict, tensors: dict[str, torch.Tensor], plugins=(), *,
+                  device: torch.device, timeout: float | None = None,
+                  resume: dict | None = None, snap_path=None, progress=None
+                  ) -> tuple[dict, dict, sb.Outcome]:
+    """Run one training ``job`` (bench.work.sandboxed's input) in the sandbox, with the
+    method's files ``plugins``; (weights, its report, the kernel's outcome). Raises
+    :class:`SandboxFailed` with the reason when it does not finish."""
     with tempfile.TemporaryDirectory(prefix="perbench-sandbox-") as tmp:
         scratch = Path(tmp)
-        for source in plugins:  # the method's file(s): all of its code the sandbox sees
+        # the method's file(s): all of its code the sandbox sees (an installed entry point
+        # is in site-packages, which the sandbox sees read-only, and loads by itself)
+        plugins = [s for s in plugins if not s.startswith(ENTRY_POINT_PREFIX)]
+        for source in plugins:
             (scratch / "plugins").mkdir(exist_ok=True)
             shutil.copy2(source, scratch / "plugins" / Path(source).name)
-        resume = read_snapshot(snap_path, cell.key)  # checked here: versions, cell
         if resume is not None:
             torch.save(resume, scratch / sandboxed.SNAPSHOT)
-        job = {
-            "key": cell.key, "versions": versions_json(), "method": cell.method.name,
-            "method_config": cell.method.config, "arch": cell.arch,
-            "model": model_shape(data), "seed": cell.seed, "threads": cell.threads,
-            "epochs": cell.epochs, "batch_size": cell.batch_size,
-            "threat_norm": cell.threat_norm, "threat_eps": cell.threat_eps,
-            "device": str(device), "augment": augment_kind, "snapshots": True,
-            "execution": dataclasses.asdict(cell.execution),
-            "plugins": [f"plugins/{Path(s).name}" for s in plugins],
-            "audit_steps": list(audit_steps),
-        }
-        torch.save({"job": json.dumps(job), "train_x": data.train_x[train_ids],
-                    "train_y": data.train_y[train_ids], "val_x": data.train_x[val_ids],
-                    "val_y": data.train_y[val_ids], "train_ids": train_ids},
-                   scratch / sandboxed.INPUT)
-        watch = _Watch(scratch, snap_path, progress)
+        job = {**job, "plugins": [f"plugins/{Path(s).name}" for s in plugins]}
+        torch.save({"job": json.dumps(job), **tensors}, scratch / sandboxed.INPUT)
         outcome = sb.run([sys.executable, "-m", "bench.work.sandboxed", "/scratch"], scratch,
                          limits=sb.Limits(memory_bytes=_memory_limit(device),
                                           wall_seconds=timeout),
                          readonly=sb.python_paths(), packages=sb.package_dirs("bench", "methods"),
                          masked=sb.masked_data_dirs(), env=_sandbox_env(),
-                         poll=watch)
+                         poll=_Watch(scratch, snap_path, progress))
         if not outcome.ok:
-            if "ResumeError" in outcome.stderr and resume is not None:
-                log.warning("%s: the resume snapshot does not fit; training from epoch 0",
-                            cell.describe())
-                store.remove(snap_path)
-                return _train_sandboxed(cell, data, train_ids, val_ids, augment_kind, results,
-                                        device, progress, plugins, timeout, audit_steps)
-            raise SandboxFailed(_failure_reason(outcome))
+            raise SandboxFailed(_failure_reason(outcome),
+                                resume_rejected="ResumeError" in outcome.stderr)
         try:
             out = json.loads((scratch / sandboxed.OUTPUT).read_text())
             weights = torch.load(scratch / sandboxed.MODEL, map_location="cpu",
@@ -216,15 +238,15 @@ def _train_sandboxed(cell: TrainCell, data, train_ids, val_ids, augment_kind: st
         except (OSError, ValueError, RuntimeError, pickle.UnpicklingError) as exc:
             raise SandboxFailed(f"training left no readable result ({type(exc).__name__}: "
                                 f"{exc})") from None
-    trained = _trained_from(out, cell)
-    trained.cpu_seconds = outcome.cpu_seconds
-    trained.startup_cpu_seconds = startup_cpu_seconds()
-    trained.peak_mem_bytes = max(outcome.max_rss_bytes, trained.peak_mem_bytes or 0)
-    return weights, trained
+    return weights, out, outcome
 
 
 class SandboxFailed(RuntimeError):
     """The sandboxed training process failed; ``str()`` is one line saying why."""
+
+    def __init__(self, reason: str, resume_rejected: bool = False):
+        super().__init__(reason)
+        self.resume_rejected = resume_rejected
 
 
 class _Watch:
@@ -246,7 +268,8 @@ class _Watch:
                     self.progress(json.loads(line))
             self.lines = len(lines)
         snap = self.scratch / sandboxed.SNAPSHOT
-        if snap.exists() and snap.stat().st_mtime_ns != self.snapshot_mtime:
+        if self.snap_path is not None and snap.exists() \
+                and snap.stat().st_mtime_ns != self.snapshot_mtime:
             self.snapshot_mtime = snap.stat().st_mtime_ns
             data = snap.read_bytes()
             store.atomic_write_bytes(self.snap_path, lambda f: f.write(data))
@@ -307,7 +330,7 @@ def _failure_reason(outcome: sb.Outcome) -> str:
     return f"{errors[-1].strip()}{where}"
 
 
-def _trained_from(out: dict, cell: TrainCell) -> Trained:
+def _trained_from(out: dict, execution: Execution) -> Trained:
     """The sandbox's report, type-checked: it comes from the method's process."""
     try:
         trained = Trained(
@@ -317,7 +340,7 @@ def _trained_from(out: dict, cell: TrainCell) -> Trained:
             history=[dict(r) for r in out["history"]],
             resumed_after=[int(e) for e in out["resumed_after"]],
             tables={str(t): [dict(r) for r in rows] for t, rows in out["tables"].items()},
-            run_fields=dict(out["run_fields"]), execution=cell.execution)
+            run_fields=dict(out["run_fields"]), execution=execution)
     except (KeyError, TypeError, ValueError) as exc:
         raise SandboxFailed(f"training reported a malformed result ({exc!r})") from None
     unknown = set(trained.tables) - set(METHOD_TABLES)
