@@ -274,6 +274,10 @@ class _Watch:
             data = snap.read_bytes()
             store.atomic_write_bytes(self.snap_path, lambda f: f.write(data))
         if (self.scratch / _FAULT).exists():
+            once = os.environ.get("PERBENCH_FAULT_ONCE")
+            if once:
+                with contextlib.suppress(FileExistsError):
+                    Path(once).touch(exist_ok=False)
             os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -293,8 +297,15 @@ def startup_cpu_seconds() -> float:
 
 
 def _sandbox_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k.startswith("PERBENCH_")}
-    if "PERBENCH_FAULT" in env:
+    """PERBENCH_* settings the sandboxed process needs. A planted fault (bench.faults) is
+    relayed: the sandbox writes /scratch/.fault and this process, which the test's kill is
+    meant for, dies; its fire-once marker lives out of the sandbox's view, so it is checked
+    here, before, and created here, on relay."""
+    env = {k: v for k, v in os.environ.items()
+           if k.startswith("PERBENCH_") and k not in ("PERBENCH_FAULT", "PERBENCH_FAULT_ONCE")}
+    once = os.environ.get("PERBENCH_FAULT_ONCE")
+    if os.environ.get("PERBENCH_FAULT") and not (once and Path(once).exists()):
+        env["PERBENCH_FAULT"] = os.environ["PERBENCH_FAULT"]
         env["PERBENCH_FAULT_RELAY"] = f"/scratch/{_FAULT}"
     return env
 
