@@ -10,6 +10,8 @@ the 2-step trial run on 16 points and reach the grid.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 import socket
@@ -131,25 +133,25 @@ class Submitted:
         return rows.iloc[0]
 
 
-def submit(board: Path, capsys, method: str | None, config: dict | None = None, *,
-           source: Path = CHEATS, extra: tuple[str, ...] = ()) -> Submitted:
+def submit(board: Path, method: str | None, config: dict | None = None, *,
+           source: Path = CHEATS, extra: tuple[str, ...] = ("--validate-timeout", "120",
+                                                            "--timeout", "300")) -> Submitted:
     before = snapshot(board)
-    capsys.readouterr()
-    args = ["submit", str(source), "--leaderboard", str(board), "--quiet",
-            "--validate-timeout", "120", "--timeout", "300"]
+    args = ["submit", str(source), "--leaderboard", str(board), "--quiet", *extra]
     if method is not None:
         args += ["--method", method]
     if config is not None:
         args += ["--config", json.dumps(config)]
-    code = main(args + list(extra))
-    captured = capsys.readouterr()
-    return Submitted(board, code, captured.out, captured.err, before)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(args)
+    return Submitted(board, code, out.getvalue(), err.getvalue(), before)
 
 
 # -- an honest submission, and the built-in run with and without the sandbox -----------------
 
-def test_an_honest_submission_is_sandboxed_and_passes_uncounted_work(copy, capsys):
-    s = submit(copy, capsys, None, source=NOISY)
+def test_an_honest_submission_is_sandboxed_and_passes_uncounted_work(copy):
+    s = submit(copy, None, source=NOISY)
     run = s.trained()
     assert run["train_cpu_seconds"] > 0 and run["startup_cpu_seconds"] > 0
     check = s.check("uncounted_work")
@@ -195,8 +197,8 @@ def test_sandboxed_and_unsandboxed_training_agree(board, tmp_path, one_thread):
     ("cheat_reads_sklearn", ["FileNotFoundError", "digits.csv.gz"]),
     ("cheat_reads_datasets_dir", ["FileNotFoundError", "/usr/share/datasets/digits/test.pt"]),
 ])
-def test_reading_the_test_data_from_disk_fails(method, expected, copy, capsys):
-    how, reason = submit(copy, capsys, method).caught()
+def test_reading_the_test_data_from_disk_fails(method, expected, copy):
+    how, reason = submit(copy, method).caught()
     assert how == "refused"
     for text in expected:
         assert text in reason, reason
@@ -204,14 +206,14 @@ def test_reading_the_test_data_from_disk_fails(method, expected, copy, capsys):
 
 # -- (ii) the test split in memory -------------------------------------------------------------
 
-def test_the_harness_loader_cannot_reach_the_test_split(copy, capsys):
-    how, reason = submit(copy, capsys, "cheat_calls_loader").caught()
+def test_the_harness_loader_cannot_reach_the_test_split(copy):
+    how, reason = submit(copy, "cheat_calls_loader").caught()
     assert how == "refused"
     assert "FileNotFoundError" in reason and "digits.csv.gz" in reason, reason
 
 
-def test_no_tensor_in_the_sandbox_holds_more_than_train_and_val(copy, capsys, erm_run):
-    s = submit(copy, capsys, "cheat_scans_memory")
+def test_no_tensor_in_the_sandbox_holds_more_than_train_and_val(copy, erm_run):
+    s = submit(copy, "cheat_scans_memory")
     run = s.trained()
     history = read_table(s.results, "history")
     extra = json.loads(history[history["run_id"] == run["run_id"]]["extra"].iloc[0])
@@ -236,40 +238,82 @@ def _honest_accuracy(results: Path, run: pd.Series) -> float:
     return int((pred == data.test_y).sum()) / len(data.test_y)
 
 
-def test_patching_accuracy_inside_the_sandbox_changes_nothing_measured(copy, capsys):
-    s = submit(copy, capsys, "cheat_patches_accuracy")
+@pytest.fixture(scope="module")
+def patched_accuracy(board, tmp_path_factory) -> Submitted:
+    dest = tmp_path_factory.mktemp("patched") / "board"
+    shutil.copytree(board, dest)
+    return submit(dest, "cheat_patches_accuracy")
+
+
+def test_patching_accuracy_inside_the_sandbox_changes_nothing_measured(patched_accuracy):
+    s = patched_accuracy
     run = s.trained()
     assert run["clean_acc"] < 1.0 and run["val_acc"] < 1.0
-    assert run["clean_acc"] == pytest.approx(_honest_accuracy(s.results, run), abs=1e-9)
+    assert run["clean_acc"] == _honest_accuracy(s.results, run)
 
 
-def test_patching_accuracy_at_import_is_refused(copy, capsys, monkeypatch):
+@pytest.mark.xfail(strict=True, reason=(
+    "the history rows (val_acc, train_acc, train_loss, flops_so_far, seconds_so_far) are "
+    "the sandboxed process's own report (bench/work/sandboxed.py out['history'], taken as "
+    "is by bench/work/train.py _trained_from); with bench.work.loop.accuracy patched "
+    "inside the sandbox every epoch's val_acc reads 1.0, and the Method page "
+    "(bench/views/method.py CURVES) plots it as the run's validation curve"))
+def test_the_validation_curve_is_not_the_methods_to_report(patched_accuracy):
+    s = patched_accuracy
+    run = s.trained()
+    history = read_table(s.results, "history")
+    curve = history.loc[history["run_id"] == run["run_id"], "val_acc"].tolist()
+    assert curve[-1] == pytest.approx(run["val_acc"]), curve
+
+
+def test_patching_accuracy_at_import_is_refused(copy, monkeypatch):
     import bench.work.loop
     import bench.work.train
 
     # restored after the test whatever the submission did to this process
     monkeypatch.setattr(bench.work.loop, "accuracy", bench.work.loop.accuracy)
     monkeypatch.setattr(bench.work.train, "accuracy", bench.work.train.accuracy)
-    s = submit(copy, capsys, None, source=IMPORT_PATCH)
+    s = submit(copy, None, source=IMPORT_PATCH)
     assert s.code == 2 and s.after == s.before
     assert "replaced the harness's own code" in s.err, s.err
     assert "bench.work.train.accuracy" in s.err
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "bench/plugins/_loading.py load_file: when harness_fingerprint finds replaced code it "
+    "raises, but leaves the replacement in place and the module in sys.modules; loading "
+    "the same file again in that process skips exec_module and the check, so the second "
+    "load is accepted, with bench.work.train.accuracy still returning 1.0 (matters to any "
+    "caller of submit() that outlives one submission)"))
+def test_a_refused_import_patch_is_undone_and_stays_refused(monkeypatch):
+    import bench.work.loop
+    import bench.work.train
+    from bench.errors import SubmissionError
+    from bench.plugins import load_file
+
+    honest = bench.work.train.accuracy
+    monkeypatch.setattr(bench.work.loop, "accuracy", bench.work.loop.accuracy)
+    monkeypatch.setattr(bench.work.train, "accuracy", honest)
+    for _ in range(2):
+        with pytest.raises(SubmissionError, match="replaced the harness's own code"):
+            load_file(IMPORT_PATCH)
+        assert bench.work.train.accuracy is honest
 
 
 @pytest.mark.parametrize("mode, expected", [
     ("extra_key", "unexpected keys ['planted.lookup_table']"),
     ("wrong_shape", "mismatched"),
 ])
-def test_a_forged_checkpoint_fails_its_cell(mode, expected, copy, capsys):
-    how, reason = submit(copy, capsys, "cheat_forges_checkpoint", {"mode": mode}).caught()
+def test_a_forged_checkpoint_fails_its_cell(mode, expected, copy):
+    how, reason = submit(copy, "cheat_forges_checkpoint", {"mode": mode}).caught()
     assert how == "failed"
     assert "the checkpoint does not fit arch 'small_cnn'" in reason and expected in reason, reason
 
 
 # -- (iv) the meter --------------------------------------------------------------------------
 
-def test_work_behind_a_paused_meter_is_flagged(copy, capsys, erm_run):
-    s = submit(copy, capsys, "cheat_pauses_meter")
+def test_work_behind_a_paused_meter_is_flagged(copy, erm_run):
+    s = submit(copy, "cheat_pauses_meter")
     run = s.trained()
     assert run["train_cpu_seconds"] > erm_run["train_cpu_seconds"] + 5
     check = s.check("uncounted_work")
@@ -281,8 +325,8 @@ def test_work_behind_a_paused_meter_is_flagged(copy, capsys, erm_run):
     "(`or not run.get('train_flops')`), and train_flops is what the sandboxed process "
     "reports: a method that makes the meter read 0 gets train_flops 0 and no "
     "uncounted_work check at all"))
-def test_a_meter_made_to_read_zero_is_flagged(copy, capsys):
-    s = submit(copy, capsys, "cheat_zeroes_meter")
+def test_a_meter_made_to_read_zero_is_flagged(copy):
+    s = submit(copy, "cheat_zeroes_meter")
     run = s.trained()
     assert run["train_flops"] == 0  # the cheat worked on the number...
     check = s.check("uncounted_work")  # ...and must be caught here
@@ -291,14 +335,14 @@ def test_a_meter_made_to_read_zero_is_flagged(copy, capsys):
 
 # -- (v) memoized steps --------------------------------------------------------------------
 
-def test_extra_work_on_steps_guessed_unaudited_fails_at_an_audited_step(copy, capsys,
+def test_extra_work_on_steps_guessed_unaudited_fails_at_an_audited_step(copy,
                                                                         monkeypatch):
     """Audits are drawn from os.urandom in the submitting process; the test fixes them
     (step 5) by replacing that draw there, then submits as a user would."""
     import bench.work.train
 
     monkeypatch.setattr(bench.work.train, "draw_audit_steps", lambda steps, per=32: [5])
-    how, reason = submit(copy, capsys, "cheat_guesses_audits").caught()
+    how, reason = submit(copy, "cheat_guesses_audits").caught()
     assert how == "failed"
     assert "MeterMismatchError" in reason and "training step 5" in reason, reason
 
@@ -309,8 +353,8 @@ def test_extra_work_on_steps_guessed_unaudited_fails_at_an_audited_step(copy, ca
     ("cheat_pretrains_in_optimizer", ()),
     ("cheat_pretrains_on_start", ("--on", "erm")),
 ])
-def test_pretraining_in_hooks_is_charged(method, extra, copy, capsys, erm_run):
-    s = submit(copy, capsys, method, extra=extra)
+def test_pretraining_in_hooks_is_charged(method, extra, copy, erm_run):
+    s = submit(copy, method, extra=extra)
     run = s.trained()
     # 6 extra epochs on top of the budget's 2: about 4x erm's FLOPs
     assert run["train_flops"] > 3 * erm_run["train_flops"], (run["train_flops"],
@@ -320,8 +364,8 @@ def test_pretraining_in_hooks_is_charged(method, extra, copy, capsys, erm_run):
 # -- (vii) work outside the meter ----------------------------------------------------------
 
 @pytest.mark.parametrize("method", ["cheat_works_in_thread", "cheat_works_in_numpy"])
-def test_work_the_meter_does_not_see_is_flagged(method, copy, capsys, erm_run):
-    s = submit(copy, capsys, method)
+def test_work_the_meter_does_not_see_is_flagged(method, copy, erm_run):
+    s = submit(copy, method)
     run = s.trained()
     check = s.check("uncounted_work")
     assert not bool(check["passed"]), check["detail"]
@@ -329,20 +373,20 @@ def test_work_the_meter_does_not_see_is_flagged(method, copy, capsys, erm_run):
 
 
 @pytest.mark.parametrize("method", ["cheat_subprocess", "cheat_multiprocessing"])
-def test_new_processes_are_refused(method, copy, capsys):
-    how, reason = submit(copy, capsys, method).caught()
+def test_new_processes_are_refused(method, copy):
+    how, reason = submit(copy, method).caught()
     assert how == "refused"
     assert "PermissionError" in reason, reason
 
 
 # -- (viii) the network --------------------------------------------------------------------
 
-def test_no_connection_reaches_a_listener(copy, capsys):
+def test_no_connection_reaches_a_listener(copy):
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
         port = server.getsockname()[1]
-        s = submit(copy, capsys, "cheat_phones_home", {"host": "127.0.0.1", "port": port})
+        s = submit(copy, "cheat_phones_home", {"host": "127.0.0.1", "port": port})
         server.settimeout(0.5)
         with pytest.raises(TimeoutError):
             server.accept()  # nothing ever arrived
@@ -354,22 +398,22 @@ def test_no_connection_reaches_a_listener(copy, capsys):
 # -- (ix) the leaderboard's files and PERBench's code ----------------------------------------
 
 @pytest.mark.parametrize("action", ["delete", "overwrite", "create"])
-def test_the_leaderboards_files_are_out_of_reach(action, copy, capsys, erm_run):
+def test_the_leaderboards_files_are_out_of_reach(action, copy, erm_run):
     results = copy / "results"
     target = {"delete": results / erm_run["checkpoint"],
               "overwrite": results / "runs" / f"{erm_run['run_id']}.parquet",
               "create": results / "checkpoints"}[action]
-    how, reason = submit(copy, capsys, "cheat_touches_files",
+    how, reason = submit(copy, "cheat_touches_files",
                          {"target": str(target), "action": action}).caught()
     assert how == "refused"
     assert "FileNotFoundError" in reason and str(target) in reason, reason
 
 
-def test_perbenchs_code_on_disk_is_read_only(copy, capsys):
+def test_perbenchs_code_on_disk_is_read_only(copy):
     import bench.work.train
 
     code = Path(bench.work.train.__file__).read_bytes()
-    how, reason = submit(copy, capsys, "cheat_patches_harness_on_disk").caught()
+    how, reason = submit(copy, "cheat_patches_harness_on_disk").caught()
     assert how == "refused"
     assert "Read-only file system" in reason, reason
     assert Path(bench.work.train.__file__).read_bytes() == code
@@ -380,29 +424,25 @@ def test_perbenchs_code_on_disk_is_read_only(copy, capsys):
     "(bench/execute/submission.py submit -> load_source; bench/plugins/_loading.py "
     "load_file exec_module): code at module level runs with the user's rights, and "
     "harness_fingerprint only catches replaced functions, not deleted files"))
-def test_a_file_acting_at_import_cannot_touch_the_board(copy, capsys, monkeypatch, erm_run):
+def test_a_file_acting_at_import_cannot_touch_the_board(copy, monkeypatch, erm_run):
     target = copy / "results" / erm_run["checkpoint"]
     monkeypatch.setenv("CHEAT_IMPORT_TARGET", str(target))
-    s = submit(copy, capsys, None, source=IMPORT_WRITE)
+    s = submit(copy, None, source=IMPORT_WRITE)
     assert target.exists(), "the import deleted another run's checkpoint"
     s.assert_others_untouched()
 
 
 # -- (x) resources ------------------------------------------------------------------------
 
-def test_a_hang_is_stopped(copy, capsys):
-    before = snapshot(copy)
-    capsys.readouterr()
-    code = main(["submit", str(CHEATS), "--leaderboard", str(copy), "--method", "cheat_hangs",
-                 "--validate-timeout", "10", "--timeout", "10", "--quiet"])
-    s = Submitted(copy, code, *capsys.readouterr(), before)
-    how, reason = s.caught()
+def test_a_hang_is_stopped(copy):
+    how, reason = submit(copy, "cheat_hangs", extra=("--validate-timeout", "10",
+                                                     "--timeout", "10")).caught()
     assert how == "refused"
     assert "timeout: no result after 10 s" in reason, reason
 
 
-def test_unbounded_allocation_hits_the_memory_limit(copy, capsys, monkeypatch):
+def test_unbounded_allocation_hits_the_memory_limit(copy, monkeypatch):
     monkeypatch.setenv("PERBENCH_SANDBOX_MEMORY_GB", "4")
-    how, reason = submit(copy, capsys, "cheat_allocates").caught()
+    how, reason = submit(copy, "cheat_allocates").caught()
     assert how == "refused"
     assert "MemoryError" in reason, reason
