@@ -57,6 +57,11 @@ class Registry(Generic[T]):
 
         return wrap
 
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (a refused submission's methods); unknown names are ignored."""
+        self._entries.pop(name, None)
+        self._docs.pop(name, None)
+
     def register_prefix(self, prefix: str, resolver: Callable[[str], Callable[..., T]]) -> None:
         """``prefix:rest`` names resolve through ``resolver(rest)`` (e.g. ``timm:resnet18``)."""
         self._prefixes[prefix] = resolver

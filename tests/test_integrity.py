@@ -279,12 +279,6 @@ def test_patching_accuracy_at_import_is_refused(copy, monkeypatch):
     assert "bench.work.train.accuracy" in s.err
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bench/plugins/_loading.py load_file: when harness_fingerprint finds replaced code it "
-    "raises, but leaves the replacement in place and the module in sys.modules; loading "
-    "the same file again in that process skips exec_module and the check, so the second "
-    "load is accepted, with bench.work.train.accuracy still returning 1.0 (matters to any "
-    "caller of submit() that outlives one submission)"))
 def test_a_refused_import_patch_is_undone_and_stays_refused(monkeypatch):
     import bench.work.loop
     import bench.work.train
@@ -320,11 +314,6 @@ def test_work_behind_a_paused_meter_is_flagged(copy, erm_run):
     assert not bool(check["passed"]), check["detail"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bench/work/checks.py cost_checks returns no row when train_flops is 0 "
-    "(`or not run.get('train_flops')`), and train_flops is what the sandboxed process "
-    "reports: a method that makes the meter read 0 gets train_flops 0 and no "
-    "uncounted_work check at all"))
 def test_a_meter_made_to_read_zero_is_flagged(copy):
     s = submit(copy, "cheat_zeroes_meter")
     run = s.trained()
@@ -419,11 +408,6 @@ def test_perbenchs_code_on_disk_is_read_only(copy):
     assert Path(bench.work.train.__file__).read_bytes() == code
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the submitting process imports the submitted file outside the sandbox "
-    "(bench/execute/submission.py submit -> load_source; bench/plugins/_loading.py "
-    "load_file exec_module): code at module level runs with the user's rights, and "
-    "harness_fingerprint only catches replaced functions, not deleted files"))
 def test_a_file_acting_at_import_cannot_touch_the_board(copy, monkeypatch, erm_run):
     target = copy / "results" / erm_run["checkpoint"]
     monkeypatch.setenv("CHEAT_IMPORT_TARGET", str(target))

@@ -7,9 +7,11 @@ added. Submitting (trial run, grid, ranks) is :mod:`bench.execute.submission`.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
+import os
 import pkgutil
 import sys
 import traceback
@@ -89,13 +91,17 @@ def load_file(path: Path) -> Source:
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
         before = harness_fingerprint()
+        registered = set(METHODS.list())
         try:
-            spec.loader.exec_module(module)
+            with _import_guard(path):
+                spec.loader.exec_module(module)
         except Exception as exc:
-            del sys.modules[module_name]
+            _unload(module_name, before, registered)
             raise SubmissionError(f"{path}: importing it raised {_where(exc, path)}") from None
-        changed = sorted(k for k, v in harness_fingerprint().items() if before.get(k, v) != v)
+        changed = sorted(k for k, (_, _, v) in harness_fingerprint().items()
+                         if k in before and before[k][2] is not v)
         if changed:
+            _unload(module_name, before, registered)
             raise SubmissionError(
                 f"{path}: importing it replaced the harness's own code ({', '.join(changed[:5])}"
                 f"{', ...' if len(changed) > 5 else ''}); a method may not patch PERBench or "
@@ -110,7 +116,62 @@ def load_file(path: Path) -> Source:
                   code_sha=sha, path=path.resolve())
 
 
-def harness_fingerprint() -> dict[str, int]:
+def _unload(module_name: str, before: dict, registered: set[str]) -> None:
+    """Undo a refused import: the harness's code as it was, the module and whatever it
+    registered gone (loading the file again imports it again, and is refused again)."""
+    for owner, attr, value in before.values():
+        if vars(owner).get(attr) is not value:
+            setattr(owner, attr, value)
+    for name in set(METHODS.list()) - registered:
+        METHODS.unregister(name)
+    sys.modules.pop(module_name, None)
+
+
+# What a submitted file may not do while the driver imports it (Python's audit events,
+# PEP 578): change files, connect, or start programs. Its methods run in the sandbox; at
+# import it only defines and registers them.
+_REFUSED_AT_IMPORT = ("os.remove", "os.unlink", "os.rename", "os.replace", "os.rmdir",
+                      "os.truncate", "os.chmod", "os.chown", "os.link", "os.symlink",
+                      "os.mkdir", "shutil.rmtree", "shutil.move", "shutil.copyfile",
+                      "socket.connect", "socket.bind", "socket.sendto", "subprocess.Popen",
+                      "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
+                      "os.forkpty", "os.kill", "os.killpg")
+_guarded: list[str] = []  # the file being imported, while it is (one at a time)
+
+
+def _audit(event: str, args: tuple) -> None:
+    if not _guarded:
+        return
+    writing = event == "open" and len(args) > 1 and (
+        (isinstance(args[1], str) and any(c in args[1] for c in "wax+"))
+        or (isinstance(args[2], int) and args[2] & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)))
+    if writing or event in _REFUSED_AT_IMPORT:
+        what = args[0] if args and not isinstance(args[0], int) else event
+        raise PermissionError(f"{event} {what!r} while importing {_guarded[-1]}: a submitted "
+                              "file may only define and register its methods when imported; "
+                              "its methods run in the training sandbox")
+
+
+_hooked = False
+
+
+@contextlib.contextmanager
+def _import_guard(path: Path):
+    global _hooked
+    if not _hooked:
+        sys.addaudithook(_audit)  # for the process's life; idle unless a file is importing
+        _hooked = True
+    _guarded.append(str(path))
+    # importing writes no bytecode caches meanwhile: those writes are the import system's
+    was, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    try:
+        yield
+    finally:
+        sys.dont_write_bytecode = was
+        _guarded.pop()
+
+
+def harness_fingerprint() -> dict[str, tuple]:
     """Identity of every function and class the harness measures with: the attributes of
     each loaded ``bench`` module, of ``torch`` and ``torch.nn.Module``. A submitted file is
     imported in the driver (to name and check its methods) but trained only in the
@@ -126,7 +187,7 @@ def harness_fingerprint() -> dict[str, int]:
     for name, owner in owners:
         for attr, value in list(vars(owner).items()):
             if callable(value) and not attr.startswith("__"):
-                found[f"{name}.{attr}"] = id(value)
+                found[f"{name}.{attr}"] = (owner, attr, value)
     return found
 
 
