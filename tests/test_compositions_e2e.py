@@ -44,7 +44,9 @@ def results(tmp_path_factory):
         "seeds": [0], "budget": {"epochs": 4, "batch_size": 100, "val_size": 100, "train_size": 300},
     }
     (board / "grid.yaml").write_text(yaml.safe_dump(grid, sort_keys=False))
-    report = run_local(load_spec(board), board / "results", show_progress=False)
+    # the methods under test, not the sandbox (tests/test_integrity.py): in this process
+    report = run_local(load_spec(board), board / "results", show_progress=False,
+                       sandbox=False)
     assert not report.failed, report.failed
     return {t: store.read_table(board / "results", t)
             for t in ("runs", "history", "robustness", "removed_samples")}

@@ -302,7 +302,9 @@ def e2e(tmp_path_factory):
     spec = yaml.safe_load((board / "grid.yaml").read_text())
     spec["budget"] = {"epochs": 2, "batch_size": 128, "val_size": 100, "train_size": 300}
     (board / "grid.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    report = run_local(load_spec(board), board / "results", show_progress=False)
+    # the methods under test, not the sandbox (tests/test_integrity.py): in this process
+    report = run_local(load_spec(board), board / "results", show_progress=False,
+                       sandbox=False)
     assert not report.failed, report.failed
     return {t: store.read_table(board / "results", t) for t in ("runs", "history", "robustness")}
 
