@@ -309,7 +309,7 @@ def test_a_forged_checkpoint_fails_its_cell(mode, expected, copy):
 def test_work_behind_a_paused_meter_is_flagged(copy, erm_run):
     s = submit(copy, "cheat_pauses_meter")
     run = s.trained()
-    assert run["train_cpu_seconds"] > erm_run["train_cpu_seconds"] + 5
+    assert run["train_cpu_seconds"] > erm_run["train_cpu_seconds"] + 3
     check = s.check("uncounted_work")
     assert not bool(check["passed"]), check["detail"]
 

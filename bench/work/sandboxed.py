@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 
 from bench.api import Budget, Execution, ThreatModel, TrainContext
+from bench.archs import ARCHS
 from bench.attacks import perturb
 from bench.data.datasets import augment_batch
 from bench.plugins import compose, load_source
 from bench.work.loop import ResumeError, train
-from bench.work.model import build_model_for, threads
 
 INPUT, OUTPUT, MODEL, SNAPSHOT, PROGRESS = (
     "input.pt", "output.json", "model.pt", "snapshot.pt", "progress.jsonl")
@@ -34,54 +34,56 @@ def main(scratch: Path) -> int:
         load_source(str(scratch / source))
     comp = compose(job["method"], job["method_config"])
     device = torch.device(job["device"])
-    with threads(job["threads"]):
-        torch.manual_seed(job["seed"])
-        model = build_model_for(job["arch"], **job["model"]).to(device)
-        for mod in comp.modifiers:  # e.g. EWS on an arch without residual blocks
-            problem = mod.check_model(model)
-            if problem is not None:
-                raise ValueError(f"arch {job['arch']!r}: {problem}")
-        state: dict = {}
+    # This process does one thing, so its thread count is simply set. (It imports no more
+    # than training needs: every cell pays for its start-up, pandas alone 0.3 s.)
+    torch.set_num_threads(job["threads"])
+    torch.manual_seed(job["seed"])
+    model = ARCHS.create(job["arch"], **job["model"]).to(device)
+    for mod in comp.modifiers:  # e.g. EWS on an arch without residual blocks
+        problem = mod.check_model(model)
+        if problem is not None:
+            raise ValueError(f"arch {job['arch']!r}: {problem}")
+    state: dict = {}
 
-        def log_fields(**fields) -> None:
-            state.setdefault("log", {}).update(fields)
+    def log_fields(**fields) -> None:
+        state.setdefault("log", {}).update(fields)
 
-        ctx = TrainContext(
-            model=model, train_x=inp["train_x"].to(device), train_y=inp["train_y"].to(device),
-            val_x=inp["val_x"].to(device), val_y=inp["val_y"].to(device),
-            num_classes=job["model"]["num_classes"],
-            budget=Budget(job["epochs"], job["batch_size"]),
-            threat=ThreatModel(job["threat_norm"], job["threat_eps"]), device=device,
-            seed=job["seed"], generator=torch.Generator(device=device).manual_seed(job["seed"]),
-            attack=perturb, log=log_fields, state=state,
-            train_ids=inp["train_ids"].to(device), execution=Execution(**job["execution"]),
-        )
-        kind = job["augment"]
-        augment = None if kind == "none" else (lambda x, g: augment_batch(x, kind, g))
-        snapshot_path = scratch / SNAPSHOT
-        resume = None
-        if snapshot_path.exists():  # the parent has checked it fits this cell and versions
-            resume = torch.load(snapshot_path, map_location="cpu", weights_only=True)
+    ctx = TrainContext(
+        model=model, train_x=inp["train_x"].to(device), train_y=inp["train_y"].to(device),
+        val_x=inp["val_x"].to(device), val_y=inp["val_y"].to(device),
+        num_classes=job["model"]["num_classes"],
+        budget=Budget(job["epochs"], job["batch_size"]),
+        threat=ThreatModel(job["threat_norm"], job["threat_eps"]), device=device,
+        seed=job["seed"], generator=torch.Generator(device=device).manual_seed(job["seed"]),
+        attack=perturb, log=log_fields, state=state,
+        train_ids=inp["train_ids"].to(device), execution=Execution(**job["execution"]),
+    )
+    kind = job["augment"]
+    augment = None if kind == "none" else (lambda x, g: augment_batch(x, kind, g))
+    snapshot_path = scratch / SNAPSHOT
+    resume = None
+    if snapshot_path.exists():  # the parent has checked it fits this cell and versions
+        resume = torch.load(snapshot_path, map_location="cpu", weights_only=True)
 
-        def save_snapshot(snap: dict) -> None:
-            snap["cell_key"], snap["versions"] = job["key"], job["versions"]
-            tmp = snapshot_path.with_suffix(".tmp")
-            torch.save(snap, tmp)
-            tmp.replace(snapshot_path)
+    def save_snapshot(snap: dict) -> None:
+        snap["cell_key"], snap["versions"] = job["key"], job["versions"]
+        tmp = snapshot_path.with_suffix(".tmp")
+        torch.save(snap, tmp)
+        tmp.replace(snapshot_path)
 
-        def progress(row: dict) -> None:
-            with open(scratch / PROGRESS, "a") as f:
-                f.write(json.dumps(row, default=float) + "\n")
+    def progress(row: dict) -> None:
+        with open(scratch / PROGRESS, "a") as f:
+            f.write(json.dumps(row, default=float) + "\n")
 
-        model_as_built = ctx.model  # training may swap ctx.model for a compiled one
-        try:
-            stats = train(comp.base, comp.modifiers, ctx, augment=augment, progress=progress,
-                          snapshot=save_snapshot if job["snapshots"] else None, resume=resume,
-                          audit_steps=frozenset(job["audit_steps"]))
-        except ResumeError:
-            snapshot_path.unlink(missing_ok=True)
-            raise
-        weights = {k: v.detach().cpu() for k, v in model_as_built.state_dict().items()}
+    model_as_built = ctx.model  # training may swap ctx.model for a compiled one
+    try:
+        stats = train(comp.base, comp.modifiers, ctx, augment=augment, progress=progress,
+                      snapshot=save_snapshot if job["snapshots"] else None, resume=resume,
+                      audit_steps=frozenset(job["audit_steps"]))
+    except ResumeError:
+        snapshot_path.unlink(missing_ok=True)
+        raise
+    weights = {k: v.detach().cpu() for k, v in model_as_built.state_dict().items()}
     torch.save(weights, scratch / MODEL)
     out = {
         "train_flops": stats.train_flops, "train_samples": stats.train_samples,
