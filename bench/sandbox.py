@@ -220,7 +220,10 @@ def bwrap_argv(command: Sequence[str], scratch: Path, seccomp_fd: int, *,
     if exe is None:
         raise SandboxUnavailable(unavailable_reason() or "bwrap is missing")
     argv = [exe, "--unshare-all", "--as-pid-1", "--die-with-parent", "--new-session",
-            "--seccomp", str(seccomp_fd), "--clearenv"]
+            "--seccomp", str(seccomp_fd), "--clearenv",
+            # mounts apply in order, each over the ones before: the private /tmp first, so
+            # an environment that lives under /tmp (a virtualenv there) is bound over it
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm", "--tmpfs", "/tmp"]
     for d in SYSTEM_DIRS:
         if Path(d).exists():
             argv += ["--ro-bind", d, d]
@@ -231,7 +234,6 @@ def bwrap_argv(command: Sequence[str], scratch: Path, seccomp_fd: int, *,
             seen.add(p)
     for src, dest in (packages or {}).items():
         argv += ["--ro-bind", src, dest]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm", "--tmpfs", "/tmp"]
     for p in masked:  # an empty tmpfs over each: the folder exists, holding nothing
         if Path(p).exists():
             argv += ["--tmpfs", p]

@@ -135,3 +135,15 @@ def test_seccomp_program_shape():
     assert len(prog) % 8 == 0 and len(prog) // 8 < 64
     with pytest.raises(sb.SandboxUnavailable):
         sb.seccomp_program("sparc")
+
+
+def test_an_environment_under_tmp_stays_visible(tmp_path):
+    # a virtualenv in /tmp (as a fresh clone's often is) is bound over the private /tmp
+    env = tmp_path / "venv"
+    env.mkdir()
+    (env / "marker.txt").write_text("here")
+    out = sb.run([sys.executable, "-c", f"print(open({str(env / 'marker.txt')!r}).read())"],
+                 tmp_path / "scratch", readonly=[*sb.python_paths(), str(env)],
+                 limits=sb.Limits(wall_seconds=60))
+    assert out.ok, out.stderr
+    assert "here" in out.stderr
