@@ -10,7 +10,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -21,7 +20,12 @@ from pydantic import (
 )
 
 # results_location lives with the light board reader; engine callers still import it here
-from bench.results.board import results_location  # noqa: F401
+from bench.results.board import (  # noqa: F401
+    BoardError,
+    read_yaml_mapping,
+    results_location,
+    validation_message,
+)
 
 NORMS = ("Linf", "L2")
 
@@ -249,30 +253,14 @@ class GridSpec(_Strict):
         return self
 
 
-def _fmt_loc(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def read_board_yaml(path: str | Path, filename: str, model: type[BaseModel],
                     what: str) -> tuple[Path, dict]:
-    """A leaderboard's YAML file (``path`` is the file or the folder holding ``filename``)
-    as a mapping; a missing file, bad YAML or a non-mapping is a SpecError saying so."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / filename
-    if not path.exists():
-        raise SpecError(f"{path}: no such {what} (expected leaderboards/<name>/{filename})")
+    """A leaderboard's YAML file as a mapping (bench.results.board reads it); a missing
+    file, bad YAML or a non-mapping is a SpecError saying so."""
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise SpecError(f"{path}: top level must be a mapping of keys "
-                        f"({', '.join(model.model_fields)})")
-    return path, raw
+        return read_yaml_mapping(path, filename, model, what)
+    except BoardError as exc:
+        raise SpecError(str(exc)) from None
 
 
 def load_spec(path: str | Path) -> GridSpec:
@@ -289,37 +277,7 @@ def load_spec(path: str | Path) -> GridSpec:
 
 def _validation_message(path: Path, exc: ValidationError, root: type[BaseModel] | None = None,
                         what: str = "grid spec") -> str:
-    """Each pydantic error as ``key.path: what is wrong`` (unknown keys list the allowed)."""
-    lines = [f"{path}: invalid {what}"]
-    for err in exc.errors():
-        loc = _fmt_loc(err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            parent = err["loc"][:-1]
-            model = _model_at(parent, root or GridSpec)
-            allowed = ", ".join(model.model_fields) if model else "?"
-            msg = f"unknown key; allowed keys: {allowed}"
-        elif err["type"] == "missing":
-            msg = "missing required key"
-        lines.append(f"  {loc}: {msg}")
-    return "\n".join(lines)
-
-
-def _model_at(loc: tuple, root: type[BaseModel]) -> type[BaseModel] | None:
-    model = root
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part)
-        if field is None:
-            return None
-        ann = field.annotation
-        inner = getattr(ann, "__args__", (ann,))
-        nxt = next((a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), None)
-        if nxt is None:
-            return None
-        model = nxt
-    return model
+    return validation_message(path, exc, root or GridSpec, what)
 
 
 def validate_names(spec: GridSpec, path: Path) -> None:
