@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from file_hashes import file_hashes
 
 from bench import sandbox as sb
 from bench.cli import main
@@ -50,11 +51,6 @@ checks: {n_eval: 50}
 """
 
 
-def snapshot(root: Path) -> dict[str, str]:
-    import hashlib
-
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +82,7 @@ class Submitted:
 
     def __init__(self, board: Path, code: int, out: str, err: str, before: dict[str, str]):
         self.board, self.code, self.out, self.err, self.before = board, code, out, err, before
-        self.after = snapshot(board)
+        self.after = file_hashes(board)
 
     @property
     def results(self) -> Path:
@@ -136,7 +132,7 @@ class Submitted:
 def submit(board: Path, method: str | None, config: dict | None = None, *,
            source: Path = CHEATS, extra: tuple[str, ...] = ("--validate-timeout", "120",
                                                             "--timeout", "300")) -> Submitted:
-    before = snapshot(board)
+    before = file_hashes(board)
     args = ["submit", str(source), "--leaderboard", str(board), "--quiet", *extra]
     if method is not None:
         args += ["--method", method]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from file_hashes import file_hashes
 
 from bench.cli import main
 from bench.results.store import read_table
@@ -38,10 +39,6 @@ checks: {enabled: false}
 """
 
 
-def snapshot(results: Path) -> dict[str, str]:
-    """sha256 of every file under ``results``: what "nothing harmed" is checked against."""
-    return {str(p.relative_to(results)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(results.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +46,7 @@ def submitted(finished, tmp_path_factory):
     """The finished tiny grid plus noisy_erm submitted through the CLI; (board, before, out)."""
     board = tmp_path_factory.mktemp("submit") / "tiny"
     shutil.copytree(finished, board)
-    before = snapshot(board / "results")
+    before = file_hashes(board / "results")
     import contextlib
     import io
 
@@ -101,7 +98,7 @@ def test_submission_is_recorded_with_its_code(submitted):
 
 def test_submission_leaves_earlier_results_untouched(submitted):
     board, before, _ = submitted
-    after = snapshot(board / "results")
+    after = file_hashes(board / "results")
     assert {k: after.get(k) for k in before} == before
     assert len(after) > len(before)
 
@@ -153,11 +150,11 @@ def _show(board: Path, fmt: str, capsys) -> str:
 
 def test_resubmitting_runs_nothing_new(submitted, capsys):
     board, _, _ = submitted
-    before = snapshot(board / "results")
+    before = file_hashes(board / "results")
     assert main(["submit", str(NOISY), "--leaderboard", str(board), "--authors", "A. Tester",
                  "--license", "MIT", "--link", "https://example.org/noisy", "--quiet"]) == 0
     assert "trained 0, evaluated 0, timed 0, failed 0" in capsys.readouterr().out
-    assert snapshot(board / "results") == before
+    assert file_hashes(board / "results") == before
 
 
 # -- validation failures: a message saying what to fix, exit code 2, nothing written --------
@@ -239,7 +236,7 @@ def test_broken_submission_says_what_to_fix_and_writes_nothing(case, finished, t
     path.write_text(HEAD + extra_head + body)
     board = tmp_path / "tiny"
     shutil.copytree(finished, board)
-    before = snapshot(board / "results")
+    before = file_hashes(board / "results")
     # only the hang waits for the limit; the others get time for a slow, busy machine
     limit = "8" if case == "hangs" else "300"
     code = main(["submit", str(path), "--leaderboard", str(board), "--validate-timeout", limit,
@@ -248,7 +245,7 @@ def test_broken_submission_says_what_to_fix_and_writes_nothing(case, finished, t
     assert code == 2, err
     for text in expected:
         assert text in err, err
-    assert snapshot(board / "results") == before
+    assert file_hashes(board / "results") == before
 
 
 def test_unknown_leaderboard_and_bad_options(tmp_path, capsys):
