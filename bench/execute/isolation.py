@@ -8,8 +8,10 @@ same in every OS), loads the plugin sources it needs, runs, and sends its result
 through a pipe. What comes back is either the result or a :class:`CellFailed` with one line
 saying what happened.
 
-Isolation protects the *grid*, not the machine: the child runs with the user's rights.
-Run code you do not trust in a container.
+Isolation protects the *grid*, not the measurements: the child runs with the user's rights.
+It serves ``--no-sandbox`` (trusted code); submissions train in the bubblewrap sandbox
+(:mod:`bench.sandbox`, :mod:`bench.work.train`), which also keeps the method away from the
+test split, the network and the results.
 """
 from __future__ import annotations
 
