@@ -27,15 +27,19 @@ from bench.work.kinds import KINDS, all_kinds, expand
 
 
 def pending(grid: Grid, results: Path, retry_failed: bool = False) -> Grid:
-    """The cells of ``grid`` with no finished file yet (failed ones too with ``retry_failed``)."""
+    """The cells of ``grid`` with no finished file yet, or one its kind calls outdated
+    (failed ones too with ``retry_failed``)."""
 
     def todo(kind: str, cell) -> bool:
         k = KINDS.create(kind)
         table, key = k.primary, k.key(cell)
         if not store.has_cell(results, table, key):
             return True
+        rows = store.read_cell(results, table, key)
+        if k.outdated(rows):
+            return True
         if retry_failed:
-            status = store.read_cell(results, table, key).get("status")
+            status = rows.get("status")
             return status is not None and (status == "failed").any()
         return False
 

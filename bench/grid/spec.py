@@ -83,8 +83,8 @@ class AttackSpec(_Strict):
 class SweepSpec(_Strict):
     """Robust accuracy over a range of ε (thesis Algorithm 2): a list of ε, or doubling
     from ``doubling_from`` until robust accuracy falls below chance (1/classes) or ε would
-    pass ``max_eps``. Each ε attacks only the points still robust at the ε before it: the
-    smaller ball lies inside the larger, so every input tried there counts here too."""
+    pass ``max_eps`` (after at least three radii). Each ε is an independent evaluation of
+    every clean-correct point (bench/work/kinds/sweep.py says why)."""
 
     name: str
     norm: Literal["Linf", "L2"] = "Linf"

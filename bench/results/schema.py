@@ -60,6 +60,9 @@ TABLES: dict[str, pa.Schema] = {
         # the ε sweep a row belongs to (thesis Algorithm 2), null for the grid's attacks:
         # leaderboard columns use the attacks, robustness-vs-ε curves the sweeps.
         ("sweep", _s),
+        # per point (bench.results.points): clean-correct, and robust (clean-correct and
+        # never fooled), one bit each. Null in rows written before per-point results.
+        ("clean_points", pa.binary()), ("robust_points", pa.binary()),
     ]),
     "latency": pa.schema([
         ("run_id", _s), ("eval_id", _s), ("hardware", _s), ("device_name", _s), ("threads", _i),

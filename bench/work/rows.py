@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 
+from bench.results.points import pack
 from bench.results.provenance import load_avg
 
 
@@ -26,7 +27,8 @@ def robustness_row(run_id: str, eval_id: str, *, attack: str, norm: str, eps: fl
         row.update(n_examples=result.n_examples, clean_acc=result.clean_acc,
                    robust_acc=result.robust_acc, attack_seconds=result.seconds,
                    attack_config=json.dumps(result.config, sort_keys=True, default=str),
-                   status="ok", error=None, created_at=now(), load_avg=load_avg())
+                   status="ok", error=None, created_at=now(), load_avg=load_avg(),
+                   clean_points=pack(result.clean_correct), robust_points=pack(result.robust))
     if sweep is not None:
         row["sweep"] = sweep
     return row

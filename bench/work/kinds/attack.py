@@ -8,7 +8,7 @@ import torch
 from bench.attacks import ATTACKS, evaluate_attack
 from bench.grid.cells import AttackCell
 from bench.grid.spec import GridSpec
-from bench.work.kinds.base import KINDS, CellKind
+from bench.work.kinds.base import KINDS, CellKind, lacks_points
 from bench.work.model import evaluation_of
 from bench.work.rows import robustness_row
 
@@ -43,6 +43,9 @@ class AttackKind(CellKind):
         return [robustness_row(cell.train.key, cell.key, attack=a.name, norm=a.norm, eps=a.eps,
                                steps=a.steps, restarts=a.restarts, n_examples=cell.n_eval,
                                error=error)]
+
+    def outdated(self, rows) -> bool:
+        return lacks_points(rows)
 
     def alike(self, cell: AttackCell) -> str:
         return cell.attack.model_dump_json()

@@ -56,6 +56,12 @@ class CellKind:
         is then only reported, and the next run tries again)."""
         return None
 
+    def outdated(self, rows) -> bool:
+        """Whether a finished cell's rows (its primary table's file, a DataFrame) lack
+        something this version records, so that ``perbench run`` evaluates it again and
+        replaces the file (e.g. rows written before per-point results)."""
+        return False
+
     def alike(self, cell) -> str | None:
         """What makes two cells of this kind cost alike, for ``--plan`` (from their
         ``robustness`` rows' attack_seconds); None: not estimated."""
@@ -69,6 +75,13 @@ def _check_stage(name: str, cls: type[CellKind]) -> None:
 
 # Registered like every other axis: ``@KINDS.register()`` on the class (named by ``name``).
 KINDS: Registry[CellKind] = Registry("cell kind", check=_check_stage)
+
+
+def lacks_points(rows) -> bool:
+    """``robustness`` rows measured (status ok) without per-point results."""
+    if "robust_points" not in rows.columns:
+        return bool((rows["status"] == "ok").any())
+    return bool(((rows["status"] == "ok") & rows["robust_points"].isna()).any())
 
 
 def all_kinds() -> list[CellKind]:

@@ -1,0 +1,57 @@
+"""Per-point results: packing, and rows written before them evaluated again on request."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from bench.results import store
+from bench.results.points import pack, unpack
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 1000])
+def test_pack_round_trips(n):
+    flags = np.random.default_rng(n).random(n) < 0.5
+    data = pack(flags)
+    assert len(data) == (n + 7) // 8
+    assert (unpack(data, n) == flags).all()
+
+
+def test_rows_without_points_read_as_none():
+    assert unpack(None, 5) is None
+    assert unpack(float("nan"), 5) is None
+
+
+def test_rows_written_before_points_are_evaluated_again(finished, tmp_path):
+    """An attack file from before per-point results (no point columns) is pending; the run
+    replaces it with the same aggregate numbers (the attacks are seeded) plus its points."""
+    from bench.cli import main
+    from bench.execute.schedule import pending
+    from bench.grid.spec import load_spec
+    from bench.work.kinds import expand
+
+    board = tmp_path / "tiny"
+    shutil.copytree(finished, board)
+    results = board / "results"
+    old = store.read_table(results, "robustness")
+    attack_files = sorted((results / "robustness").glob("*.parquet"))
+    target = next(p for p in attack_files if pq.read_table(p)["sweep"].null_count > 0)
+    table = pq.read_table(target)
+    legacy = table.drop_columns(["clean_points", "robust_points"])
+    pq.write_table(legacy.replace_schema_metadata(table.schema.metadata), target)
+
+    grid = expand(load_spec(board / "grid.yaml"))
+    todo = pending(grid, results)
+    assert sum(len(cells) for cells in todo.cells.values()) == 1
+    assert main(["run", str(board), "--quiet"]) == 0
+    assert sum(len(cells) for cells in pending(grid, results).cells.values()) == 0
+
+    new = store.read_table(results, "robustness")
+    assert new["robust_points"].notna().all()
+    key = ["eval_id", "eps"]
+    merged = old.merge(new, on=key, suffixes=("_old", "_new"))
+    assert len(merged) == len(old)
+    assert (merged["robust_acc_old"] == merged["robust_acc_new"]).all()
+    assert (merged["robust_points_old"] == merged["robust_points_new"]).all()
