@@ -55,3 +55,25 @@ def test_rows_written_before_points_are_evaluated_again(finished, tmp_path):
     assert len(merged) == len(old)
     assert (merged["robust_acc_old"] == merged["robust_acc_new"]).all()
     assert (merged["robust_points_old"] == merged["robust_points_new"]).all()
+
+
+def _row(run, attack, bits, eps=0.1):
+    b = np.array(bits, bool)
+    return dict(run_id=run, attack=attack, norm="Linf", eps=eps, n_examples=len(b),
+                status="ok", robust_acc=b.mean(), robust_points=pack(b),
+                clean_points=pack(np.ones_like(b)))
+
+
+def test_worst_case_over_attacks_on_the_shared_prefix():
+    import pandas as pd
+
+    from bench.views.points import per_run_bits, shared_attacks, worst_case_bits
+
+    rob = pd.DataFrame([_row("r0", "pgd", [1, 1, 0, 1]), _row("r0", "fgsm", [1, 0, 1, 1, 1, 0]),
+                        _row("r1", "pgd", [0, 1, 1, 1]), _row("r0", "pgd", [1, 1], eps=0.2)])
+    assert per_run_bits(rob, "pgd", norm="Linf", eps=0.1)["r1"].tolist() == [0, 1, 1, 1]
+    # r1 has no fgsm row: a worst case over fewer attacks would flatter it, so it is absent
+    assert {k: v.tolist() for k, v in worst_case_bits(
+        rob, ["pgd", "fgsm"], norm="Linf", eps=0.1).items()} == {"r0": [1, 0, 0, 1]}
+    assert shared_attacks(rob, ["r0", "r1"], norm="Linf", eps=0.1) == ["pgd"]
+    assert shared_attacks(rob, ["r0"], norm="Linf", eps=0.1, exclude=["pgd"]) == ["fgsm"]
