@@ -138,7 +138,8 @@ def cmd_claims(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub) -> None:
-    show = sub.add_parser("show", help="print a leaderboard ranked by AutoAttack robust accuracy")
+    show = sub.add_parser("show", help="print a leaderboard ranked by the worst case over attacks "
+                                         "(95% intervals, rank ranges, tie groups)")
     show.add_argument("leaderboard")
     show.add_argument("--format", default="table", choices=["table", "csv", "json", "markdown"])
     show.add_argument("--provenance", action="store_true",
