@@ -314,6 +314,8 @@ def validate_names(spec: GridSpec, path: Path) -> None:
             problem = _model_problem(comp, arch, meta_models)
             if problem is not None:
                 problems.append(f"  methods[{i}] ({m.name}) on arch {arch!r}: {problem}")
+        for problem in _budget_problems(comp, spec.budget):
+            problems.append(f"  methods[{i}] ({m.display}): {problem}")
     def check_attack(key: str, a: AttackSpec | SweepSpec, eps: float) -> None:
         if a.name not in ATTACKS:
             problems.append(f"  {key}.name: unknown attack {a.name!r}; "
@@ -345,6 +347,19 @@ def validate_names(spec: GridSpec, path: Path) -> None:
         check_attack("transfer.attack", spec.transfer.attack, spec.transfer.attack.eps)
     if problems:
         raise SpecError("\n".join([f"{path}: invalid grid spec", *problems]))
+
+
+def _budget_problems(comp, budget: BudgetSpec) -> list[str]:
+    """Why a modifier's mechanism could not act before training ends (AccelAT's window,
+    CAPER's τ, ADMM's schedule), from each modifier's ``check_budget``."""
+    from bench.api import Budget
+
+    granted = Budget(budget.epochs, budget.batch_size)
+    try:
+        comp.epochs(granted)
+    except Exception:  # noqa: BLE001  (a submitted base whose epochs() reads the data:
+        return []      # its training cells will say what goes wrong)
+    return comp.budget_problems(granted)
 
 
 def _model_problem(comp, arch: str, cache: dict) -> str | None:

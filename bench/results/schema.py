@@ -101,6 +101,15 @@ TABLES: dict[str, pa.Schema] = {
     "layer_sparsity": pa.schema([
         ("run_id", _s), ("layer", _s), ("params", _i), ("nonzero", _i),
     ]),
+    # What a modifier's mechanism did, one row per event (``TrainContext.record_mechanism``):
+    # modifier: its registry name; epoch: the epoch the event belongs to (0-based; an event
+    # after the last epoch has epoch = the run's epochs); event: the modifier's word for it
+    # (``removed``, ``lr_change``, ``subnets``, ``hard_prune``, ...); value: its one number;
+    # detail: JSON of the rest. Runs trained before the table existed have no rows.
+    "mechanism": pa.schema([
+        ("run_id", _s), ("modifier", _s), ("epoch", _i), ("event", _s), ("value", _f),
+        ("detail", _s),
+    ]),
     # Who submitted what (``perbench submit`` / ``perbench eval-model``): runs.submission_id
     # points here; built-in methods have none. source: the submitted file's name, or
     # ``entry-point:<name>``; code_path: its copy under results/ (files only); config: the
@@ -133,7 +142,7 @@ TABLES: dict[str, pa.Schema] = {
 }
 
 # Tables a method may write through ``TrainContext.emit``; run_id is filled in by the harness.
-METHOD_TABLES = ("removed_samples", "layer_sparsity")
+METHOD_TABLES = ("removed_samples", "layer_sparsity", "mechanism")
 
 
 def register_table(name: str, schema: pa.Schema) -> None:
