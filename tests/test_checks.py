@@ -262,12 +262,15 @@ def test_result_checks_skip_failed_rows_and_ignore_row_order():
 def test_rows_fit_the_checks_table(tmp_path, trained_digits_model, points):
     rows = model_checks(trained_digits_model, *points, norm="Linf", eps=EPS)
     rows += result_checks(robustness(("square", EPS, 0.41), ("pgd", EPS, 0.50)), num_classes=10)
+    rows += large_eps_rows(trained_digits_model, *points, LargeEpsSpec(), "L2")  # skipped
     now = pd.Timestamp.now(tz="UTC")
     store.write_cell(tmp_path, "checks", "run", [{**r, "run_id": "run", "created_at": now}
                                                  for r in rows])
     table = store.read_cell(tmp_path, "checks", "run")
     assert table["check"].tolist() == [r["check"] for r in rows]
-    assert table.loc[~table["passed"], "check"].tolist() == ["blackbox_beats_whitebox"]
+    assert table.loc[table["passed"] == False, "check"].tolist() == ["blackbox_beats_whitebox"]  # noqa: E712
+    skipped = table[table["check"] == "large_eps_zero"].iloc[0]
+    assert pd.isna(skipped["passed"]) and pd.isna(skipped["value"])  # null, neither way
 
 
 # --- paired result-level checks (rows with per-point bits) -----------------------------------
