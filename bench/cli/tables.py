@@ -44,6 +44,7 @@ def cmd_checks(args: argparse.Namespace) -> int:
     from bench.grid.spec import load_spec
     from bench.results.store import read_table
     from bench.views.checks import checks_long, render
+    from bench.views.timing import loaded_timings
 
     board = leaderboard_dir(args.leaderboard)
     spec = load_spec(board)
@@ -53,7 +54,8 @@ def cmd_checks(args: argparse.Namespace) -> int:
             raise UsageError(f"{board / 'grid.yaml'}: checks are disabled (checks: {{enabled: "
                              "false}}), so --recompute has nothing to run")
         _recompute_checks(spec, results, quiet=args.quiet)
-    long = checks_long(read_table(results, "checks"), read_table(results, "runs"))
+    runs = read_table(results, "runs")
+    long = checks_long(read_table(results, "checks"), runs)
     if long.empty:
         print(f"{board.name}: no checks yet; `perbench run {board}` runs them after each "
               "run's evaluations")
@@ -61,7 +63,9 @@ def cmd_checks(args: argparse.Namespace) -> int:
     if args.format != "csv":
         print(f"{board.name}: reliability checks per run (bench/work/checks.py); a failed check "
               "marks the run on `perbench show` and in the app")
-    print(render(long, args.format))
+    timings = loaded_timings(runs, read_table(results, "robustness"),
+                             read_table(results, "latency"))
+    print(render(long, args.format, timings))
     return 0
 
 def _recompute_checks(spec, results, quiet: bool = False) -> None:

@@ -71,6 +71,10 @@ TABLES: dict[str, pa.Schema] = {
         ("created_at", _t),
         ("execution", _s),  # "dense", or "sparse" for pruned weights run as sparse tensors
         ("load_avg", _f),
+        # the spread of the timed calls around their median (p50) and how many there were;
+        # null in rows written before they were recorded, and in skipped rows
+        ("latency_ms_p10", _f), ("latency_ms_p25", _f), ("latency_ms_p75", _f),
+        ("latency_repeats", _i),
     ]),
     "corruption": pa.schema([
         ("run_id", _s), ("eval_id", _s), ("corruption", _s), ("severity", _i),
