@@ -66,6 +66,10 @@ def test_cli_on_the_fixture_grid(finished):
                           "fast_at", "--format", "csv"], capture_output=True, text=True)
     frame = pd.read_csv(pd.io.common.StringIO(csv.stdout)).set_index("metric")
     assert frame.loc["robust_pgd", "test"] == "paired bootstrap"
+    # the leaderboard's ranking column, the worst case over fgsm and pgd, is compared too
+    worst = frame.loc["robust_worst"]
+    assert worst["test"] == "paired bootstrap"
+    assert worst["a"] <= min(frame.loc["robust_pgd", "a"], frame.loc["robust_fgsm", "a"])
     assert frame.loc["clean_acc", "test"] == "paired bootstrap"  # the clean bits
     assert frame.loc["corruption_acc", "test"] == "unpaired (no per-point results)"
     proc = subprocess.run([sys.executable, "-m", "bench.cli", "compare", str(finished), "erm",

@@ -245,3 +245,14 @@ def test_bases_plain_modifiers_and_failed_runs_are_not_reported():
     assert mechanism_not_acted({}, failed) is None
     both = pd.concat([runs_of("p", "pgd_at"), runs_of("x", "erm+caper", seeds=(0,))])
     assert not_acted_by_label({"runs": both}) == {"x": "caper: no samples removed in seeds 0 of 1"}
+
+
+def test_claims_replace_a_verdict_only_where_a_mechanism_is_known_to_have_stayed_idle():
+    """Runs from before the mechanism table are judged on their numbers (a reason of "not
+    recorded" is not evidence the mechanism stayed idle); an idle AccelAT is."""
+    ews, accel = runs_of("e", "pgd_at+ews"), runs_of("f+a", "free_at+accelat")
+    flat = {0: [0.1] * 4, 1: [0.1] * 4, 2: [0.1, 0.1, 0.09, 0.09]}
+    tables = {"runs": pd.concat([ews, accel]), "history": history(accel, flat)}
+    assert set(not_acted_by_label(tables)) == {"e", "f+a"}
+    assert not_acted_by_label(tables, unrecorded=False) == {
+        "f+a": "accelat: no LR change before the last epoch in seeds 0, 1 of 3"}

@@ -16,6 +16,7 @@ from app._data import finished_metrics, select  # noqa: E402
 from bench.results import board as board_file  # noqa: E402
 from bench.views.claims import check_names, evaluate, formatted, load_claims  # noqa: E402
 from bench.views.evidence import metric_evidence  # noqa: E402
+from bench.views.mechanism import not_acted_by_label  # noqa: E402
 
 COLOURS = {"supported": "#1a7f37", "contradicted": "#cf222e", "not supported": "#cf222e"}
 
@@ -57,7 +58,8 @@ def main() -> None:
     except board_file.BoardError as exc:
         st.error(str(exc))
         return
-    result = evaluate(claims, metrics, metric_evidence(sel.data, norm=sel.norm, eps=sel.eps))
+    result = evaluate(claims, metrics, metric_evidence(sel.data, norm=sel.norm, eps=sel.eps),
+                      not_acted=not_acted_by_label(sel.data, unrecorded=False))
     overall = result.drop_duplicates("claim_id")["claim_verdict"].value_counts()
     for column, verdict in zip(st.columns(3), ("supported", "not supported", "inconclusive")):
         column.metric(f"claims {verdict}", int(overall.get(verdict, 0)))

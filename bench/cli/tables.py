@@ -122,6 +122,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
     from bench.views.compare import per_run_metrics
     from bench.views.evidence import metric_evidence
     from bench.views.leaderboard import load_tables
+    from bench.views.mechanism import not_acted_by_label
 
     board = leaderboard_dir(args.leaderboard)
     path = Path(args.file) if args.file else board / "claims.yaml"
@@ -138,7 +139,8 @@ def cmd_claims(args: argparse.Namespace) -> int:
         check_names(claims, metrics, [m.display for m in spec.methods], path, spec.archs)
     except BoardError as exc:
         raise UsageError(str(exc)) from None
-    result = evaluate(claims, metrics, metric_evidence(tables, norm=args.norm, eps=args.eps))
+    result = evaluate(claims, metrics, metric_evidence(tables, norm=args.norm, eps=args.eps),
+                      not_acted=not_acted_by_label(tables, unrecorded=False))
     if args.format == "csv":
         print(result.to_csv(index=False), end="")
         return 0

@@ -19,7 +19,7 @@ import pandas as pd
 from bench.formats import format_count, format_flops, format_number
 from bench.views.columns import column, is_percent, lower_is_better
 from bench.views.difference import EXACT, LEVEL, N_BOOT, PAIRED, SHORT, difference
-from bench.views.evidence import Evidence, attack_rows, finished_runs
+from bench.views.evidence import Evidence, attack_rows, finished_runs, worst_case_evidence
 from bench.views.leaderboard import (
     KEYS,
     best_row_per_attack,
@@ -30,7 +30,8 @@ from bench.views.leaderboard import (
 
 def per_run_metrics(tables: Mapping[str, pd.DataFrame], *, norm: str | None = None,
                     eps: float | None = None, mce_reference: str = "erm") -> pd.DataFrame:
-    """One row per finished run: clean_acc, robust_<attack> (at one threat model), costs,
+    """One row per finished run: clean_acc, robust_worst (the worst case over attacks,
+    where per-point results exist) and robust_<attack> (at one threat model), costs,
     corruption_acc and mce, and single-image latency per hardware profile. What each
     number was computed from (per-point bits, point counts) is
     ``bench.views.evidence.metric_evidence`` with the same ``norm`` and ``eps``."""
@@ -38,8 +39,11 @@ def per_run_metrics(tables: Mapping[str, pd.DataFrame], *, norm: str | None = No
     cols = ["run_id", *KEYS, "seed", "clean_acc", "train_flops", "train_seconds",
             "infer_flops", "params", "nonzero_params"]
     out = runs[cols].set_index("run_id")
-    best = best_row_per_attack(attack_rows(tables, runs, norm=norm, eps=eps))
-    for attack, group in best.groupby("attack"):
+    rob = attack_rows(tables, runs, norm=norm, eps=eps)
+    worst = worst_case_evidence(rob, norm=norm, eps=eps)
+    if worst:
+        out["robust_worst"] = pd.Series({r: float(b.mean()) for r, b in worst.items()})
+    for attack, group in best_row_per_attack(rob).groupby("attack"):
         out[f"robust_{attack}"] = group.set_index("run_id")["robust_acc"]
     cor = corruption_errors(table_or_empty(tables, "corruption"), runs, mce_reference)
     if not cor.empty:

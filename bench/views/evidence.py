@@ -11,6 +11,8 @@ metric and run:
   largest evaluation carrying points). ``clean_acc``: the clean bits of the run's largest
   robustness evaluation (the run's own clean accuracy, on the whole test split, is stored
   as a number only), so a paired clean comparison covers those points, not the split.
+- ``robust_worst``: per point, robust under every attack all evaluated runs share (the
+  leaderboard's ranking column), where the rows carry points.
 - ``sizes``: how many points the stored value averages, for a test built from counts where
   no bits exist (rows written before per-point results): ``robust_<attack>`` its row's
   ``n_examples``, ``clean_acc`` the run's ``n_test``, ``corruption_acc`` the number of
@@ -27,6 +29,7 @@ import pandas as pd
 
 from bench.views.leaderboard import best_row_per_attack, run_robustness, table_or_empty
 from bench.views.points import per_run_bits, row_bits
+from bench.views.ranking import WORST, worst_case_runs
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,23 @@ def attack_rows(tables: Mapping[str, pd.DataFrame], runs: pd.DataFrame, *,
     return rob
 
 
+def worst_case_evidence(rob: pd.DataFrame, *, norm: str | None = None,
+                        eps: float | None = None) -> dict[str, np.ndarray]:
+    """run_id → per-point worst case over the attacks every evaluated run shares (the
+    leaderboard's ranking column ``robust_worst``; bench.views.ranking), at (norm, eps),
+    or at the threat model with the most finished evaluations when not given. Empty when
+    the rows carry no per-point results."""
+    done = rob[(rob["status"] != "failed") & rob["robust_acc"].notna()]
+    if done.empty:
+        return {}
+    if norm is None or eps is None:
+        counts = done.groupby(["norm", "eps"]).size().sort_values(ascending=False,
+                                                                  kind="stable")
+        norm, eps = counts.index[0]
+    here = done[(done["norm"] == norm) & np.isclose(done["eps"], eps)]
+    return worst_case_runs(here, norm, float(eps)).bits
+
+
 def metric_evidence(tables: Mapping[str, pd.DataFrame], *, norm: str | None = None,
                     eps: float | None = None) -> Evidence:
     """The bits and sizes behind ``per_run_metrics(tables, norm=norm, eps=eps)``."""
@@ -84,6 +104,9 @@ def metric_evidence(tables: Mapping[str, pd.DataFrame], *, norm: str | None = No
             found.update(per_run_bits(rob[rob["run_id"].isin(here["run_id"])], attack,
                                       norm=n, eps=float(e)))
         bits[metric] = found
+    worst = worst_case_evidence(rob, norm=norm, eps=eps)
+    if worst:
+        bits[WORST], sizes[WORST] = worst, {r: len(b) for r, b in worst.items()}
     bits["clean_acc"] = _clean_bits(table_or_empty(tables, "robustness"), runs["run_id"])
     if "n_test" in runs:
         sizes["clean_acc"] = {r: int(n) for r, n in zip(runs["run_id"], runs["n_test"])

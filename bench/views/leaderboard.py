@@ -42,7 +42,10 @@ from bench.views.ranking import (
 
 KEYS = ["method", "dataset", "arch"]
 STANDARD_ATTACK = "autoattack"
-TABLES_USED = ("runs", "robustness", "latency", "corruption", "checks", "submissions")
+# (history, removed_samples, layer_sparsity and mechanism: whether a modifier's mechanism
+# acted, for claims; bench.views.mechanism)
+TABLES_USED = ("runs", "robustness", "latency", "corruption", "checks", "submissions",
+               "history", "removed_samples", "layer_sparsity", "mechanism")
 NO_RESULTS = "No results yet: `perbench run leaderboards/<name>` fills in the grid."
 
 BASE_COLUMNS = [

@@ -130,13 +130,16 @@ def _seeds(seeds: list) -> str:
     return ", ".join(str(s) for s in sorted(seeds))
 
 
-def mechanism_not_acted(tables: Mapping[str, pd.DataFrame], runs: pd.DataFrame) -> str | None:
+def mechanism_not_acted(tables: Mapping[str, pd.DataFrame], runs: pd.DataFrame, *,
+                        unrecorded: bool = True) -> str | None:
     """Why the mechanism of a method label's modifiers did not act, from its ``runs`` (rows
     of the ``runs`` table, one label): e.g. ``"accelat: no LR change before the last
     epoch in seeds 0, 1 of 3"``, or ``"ews: subnet choices not recorded (seeds 0, 1, 2
     of 3 predate the mechanism table)"``; reasons of several modifiers are joined by
     "; ". None when every mechanism acted in every finished seed, or when the method has
-    no modifier with a known mechanism (a base, dropout). Failed runs are left out."""
+    no modifier with a known mechanism (a base, dropout). Failed runs are left out.
+    ``unrecorded=False`` leaves out the "not recorded" reasons: only mechanisms known to
+    have stayed idle speak."""
     if runs.empty:
         return None
     done = runs[runs["status"] == "ok"] if "status" in runs else runs
@@ -160,22 +163,25 @@ def mechanism_not_acted(tables: Mapping[str, pd.DataFrame], runs: pd.DataFrame) 
         total = len(done)
         if idle:
             reasons.append(f"{name}: {mechanism.missing} in seeds {_seeds(idle)} of {total}")
-        elif unknown:
+        elif unknown and unrecorded:
             what = mechanism.recorded or "what it did"
             reasons.append(f"{name}: {what} {NOT_RECORDED} (seeds {_seeds(unknown)} of "
                            f"{total} predate the mechanism table)")
     return "; ".join(reasons) or None
 
 
-def not_acted_by_label(tables: Mapping[str, pd.DataFrame]) -> dict[str, str]:
-    """Every method label of a board whose modifier's mechanism did not act (or left no
-    record), with the reason :func:`mechanism_not_acted` gives."""
+def not_acted_by_label(tables: Mapping[str, pd.DataFrame], *, unrecorded: bool = True
+                       ) -> dict[str, str]:
+    """Every method label of a board whose modifier's mechanism did not act (or, with
+    ``unrecorded``, left no record), with the reason :func:`mechanism_not_acted` gives.
+    Claims pass ``unrecorded=False``: a run from before the mechanism table is judged on
+    its numbers, and only a mechanism known to have stayed idle replaces the verdict."""
     runs = tables.get("runs")
     if runs is None or runs.empty:
         return {}
     out = {}
     for label, group in runs.groupby("method", sort=True):
-        reason = mechanism_not_acted(tables, group)
+        reason = mechanism_not_acted(tables, group, unrecorded=unrecorded)
         if reason is not None:
             out[str(label)] = reason
     return out

@@ -27,6 +27,7 @@ from bench.views.leaderboard import (
 )
 from bench.views.ranking import DETERMINISTIC_MEASURES
 from bench.views.speed import latest_speed
+from bench.views.timing import load_note
 
 FORMATS = ("table", "csv", "json", "markdown")
 
@@ -39,8 +40,8 @@ def render(results_dir: Location, fmt: str = "table", provenance: bool = False,
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
     results_dir = location(results_dir)
-    frame, note = leaderboard_frame(load_tables(results_dir),
-                                    mce_reference=mce_reference(results_dir, board))
+    tables = load_tables(results_dir)
+    frame, note = leaderboard_frame(tables, mce_reference=mce_reference(results_dir, board))
     if fmt == "csv":
         return frame.to_csv(index=False)
     if fmt == "json":
@@ -59,6 +60,9 @@ def render(results_dir: Location, fmt: str = "table", provenance: bool = False,
     notes = [f"failed: {line}" for line in failures(frame)] + skipped_profiles(frame)
     if shown.apply(lambda col: col.astype(str).str.startswith("~")).any().any():
         notes.append("~: the seeds' counts differ (their mean is shown)")
+    loaded = load_note(tables["runs"], tables["robustness"], tables["latency"])
+    if loaded:
+        notes.append(loaded)
     if provenance:
         reference = [provenance_table(frame, fmt), *reference]
     if fmt == "markdown":
