@@ -239,3 +239,19 @@ def test_show_on_the_committed_board():
     assert len(ranked) > 10 and len({r["metric"] for r in ranked}) == 1
     assert all(r["tie_group"] is not None and r["lo"] <= r["hi"]
                and r["rank_lo"] <= r["rank"] <= r["rank_hi"] for r in ranked)
+
+
+def test_an_attack_without_points_on_every_run_is_named_outside_the_ensemble(planted, tmp_path):
+    """Every run has pgd and fgsm with points; one run's cw row predates them: the worst
+    case is over pgd and fgsm, and the note says cw is not in it."""
+    import shutil
+
+    results = tmp_path / "partial" / "results"
+    shutil.copytree(planted[0], results)
+    runs = store.read_table(results, "runs")
+    write_robustness(results, runs["run_id"].iloc[0], "cw", None, acc=0.5)
+    write_robustness(results, runs["run_id"].iloc[1], "cw", draw(7, 0.5))
+    df, note = leaderboard_frame(load_tables(results))
+    assert set(df["rank_by"]) == {"robust_worst"}
+    assert "worst case over attacks (fgsm, pgd)" in note
+    assert "Not in it: cw, without per-point results on every run" in note

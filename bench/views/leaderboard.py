@@ -312,6 +312,7 @@ def _ranking_attack(per_run: pd.DataFrame, worst: WorstCase, runs: pd.DataFrame
                   f"the first {sizes[0]} to {sizes[-1]} points (per run)")
         seeds = sorted({int(s) for s in runs.loc[runs["run_id"].isin(list(worst.bits)), "seed"]})
         left_out = sorted(set(per_run["attack"]) & set(ENSEMBLE_EXCLUDE))
+        missing = sorted(set(per_run["attack"]) - set(worst.attacks) - set(ENSEMBLE_EXCLUDE))
         return WORST_CASE, (
             f"Ranked by the worst case over attacks ({', '.join(worst.attacks)}): a point counts "
             f"as robust only where every one of them failed, on {points} all of a run's "
@@ -319,7 +320,10 @@ def _ranking_attack(per_run: pd.DataFrame, worst: WorstCase, runs: pd.DataFrame
             f"{', '.join(map(str, seeds))}." + (
                 f" {', '.join(left_out)} stays out of the ensemble (an AutoAttack subset is "
                 "usually small and would shrink the points it covers) and is its own column."
-                if left_out else ""))
+                if left_out else "") + (
+                f" Not in it: {', '.join(missing)}, without per-point results on every run "
+                "(rows from before them, or attacks not run on every seed); they are columns."
+                if missing else ""))
     fallback = f"The ranking has no per-point worst case: {worst.why}. "
     if (per_run["attack"] == STANDARD_ATTACK).any():
         return STANDARD_ATTACK, fallback + (f"Ranked by {STANDARD_ATTACK} robust accuracy, the "
