@@ -1,5 +1,5 @@
-"""PERBench leaderboard page: ranked table (Pareto marks, flags, downloads) and the
-robustness / training-cost trade-off.
+"""PERBench leaderboard page: ranked table (95% intervals, rank ranges and tie groups,
+Pareto marks, flags, downloads) and the robustness / training-cost trade-off.
 
     streamlit run app/Leaderboard.py -- --leaderboard leaderboards/quickstart
 
@@ -21,7 +21,12 @@ import streamlit as st  # noqa: E402
 
 from app._data import select, table_view  # noqa: E402
 from bench.views.columns import higher_is_better  # noqa: E402
-from bench.views.leaderboard import failures, leaderboard_frame, skipped_profiles  # noqa: E402
+from bench.views.leaderboard import (  # noqa: E402
+    failures,
+    leaderboard_frame,
+    skipped_profiles,
+    varying_counts,
+)
 from bench.views.pareto import pareto_mask  # noqa: E402
 from bench.views.speed import latest_speed  # noqa: E402
 
@@ -86,6 +91,9 @@ def main() -> None:
         st.caption("★ Pareto-optimal over " + ", ".join(objectives) + ".")
     for line in skipped_profiles(shown):
         st.caption(line)
+    if varying := varying_counts(shown):
+        st.caption("Exact counts that differ across seeds (the table shows their mean): "
+                   + "; ".join(varying) + ".")
     with st.expander("Provenance: source, code version and config of every row"):
         st.dataframe(shown[["method", "source", "code_version", "config"]], hide_index=True,
                      column_config={"code_version": "code"})

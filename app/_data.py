@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from bench.formats import flop_unit, format_eps
+from bench.formats import flop_unit, format_eps, format_pct_interval, format_rank_range
 from bench.results.board import mce_reference, results_location
 from bench.results.store import Location, file_stamps, location, read_all, table_files
 from bench.views.columns import shown_columns
@@ -155,7 +155,8 @@ def table_view(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict, list[str]]:
     formats declared in ``bench.views.columns``.
 
     Values stay numeric so columns sort by value; accuracies become percent numbers, each
-    beside its spread over seeds, and FLOPs are scaled to one unit per column, named in the
+    beside its 95% interval ``[lo, hi]`` (else its spread over seeds), the rank beside the
+    range its interval allows, and FLOPs are scaled to one unit per column, named in the
     header.
     """
     view = frame.copy()
@@ -163,13 +164,26 @@ def table_view(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict, list[str]]:
     order: list[str] = []
     for col in shown_columns(frame):
         name, help_ = col.name, col.help or None
-        if col.percent:
+        if col.percent and frame.get(f"{name}_lo", pd.Series(dtype=float)).notna().any():
+            ci = f"{name}_ci"
+            view[name] = 100 * frame[name]
+            view[ci] = [format_pct_interval(lo, hi)
+                        for lo, hi in zip(frame[f"{name}_lo"], frame[f"{name}_hi"])]
+            config[ci] = st.column_config.TextColumn("95% CI", help=f"{col.label}: 95% interval")
+            order += [name, ci]
+        elif col.percent:
             std = f"{name}_std"
             view[name], view[std] = 100 * frame[name], 100 * frame[std]
             config[std] = st.column_config.NumberColumn("±", format=col.number_format,
                                                         help=f"{col.label}: std over seeds")
             # One seed has no spread: a column of blanks would only push the others aside.
             order += [name, *([std] if frame[std].notna().any() else [])]
+        elif name == "rank" and "rank_lo" in frame:
+            view["rank_range"] = [format_rank_range(lo, hi)
+                                  for lo, hi in zip(frame["rank_lo"], frame["rank_hi"])]
+            config["rank_range"] = st.column_config.TextColumn(
+                "could be", help="best–worst rank the 95% interval allows")
+            order += [name, "rank_range"]
         else:
             order.append(name)
         header = col.header()

@@ -121,14 +121,30 @@ class TrainContext:
             self.log = lambda **fields: self.state.setdefault("log", {}).update(fields)
 
     def emit(self, table: str, rows: list[dict]) -> None:
-        """Add rows to a method table (``removed_samples``, ``layer_sparsity``); the harness
-        fills in ``run_id`` and writes them with the run."""
+        """Add rows to a method table (``removed_samples``, ``layer_sparsity``,
+        ``mechanism``); the harness fills in ``run_id`` and writes them with the run."""
         # Here, not at the top: the schema imports pyarrow, which a method never needs.
         from bench.results.schema import METHOD_TABLES
 
         if table not in METHOD_TABLES:
             raise ValueError(f"methods may write tables {METHOD_TABLES}, not {table!r}")
         self.tables.setdefault(table, []).extend(rows)
+
+    def record_mechanism(self, modifier: str, event: str, value: float | None = None, *,
+                         epoch: int | None = None, **detail: Any) -> None:
+        """Record one thing a modifier's mechanism did (a ``mechanism`` table row): CAPER's
+        removal, an AccelAT LR change, EWS's subnet choices, ADMM's hard prune. ``value`` is
+        the event's one number, ``epoch`` defaults to the current one, and ``detail`` goes
+        in as JSON (numbers, strings, lists, dicts). Views read these rows to say whether
+        the mechanism acted before training ended."""
+        import json  # here, as emit's import: most methods never record an event
+
+        self.emit("mechanism", [{
+            "modifier": modifier, "event": event,
+            "epoch": self.epoch if epoch is None else int(epoch),
+            "value": None if value is None else float(value),
+            "detail": json.dumps(detail, sort_keys=True, default=float),
+        }])
 
     def charged(self):
         """A no-op kept for methods written when epoch-end hooks ran unmetered: the loop now
@@ -140,6 +156,20 @@ class TrainContext:
         if self.train_mask is None:
             return torch.arange(n, device=self.train_x.device)
         return self.train_mask.nonzero().flatten()
+
+
+def planning_context(budget: Budget) -> TrainContext:
+    """A context holding ``budget`` and nothing to train on: what a base's ``epochs`` reads
+    when a grid is validated, before any data or model exists."""
+    empty = torch.empty(0)
+    return TrainContext(
+        model=nn.Module(), train_x=empty, train_y=empty.long(), val_x=empty,
+        val_y=empty.long(), num_classes=0, budget=budget, threat=ThreatModel(),
+        device=torch.device("cpu"), seed=0, generator=torch.Generator(), attack=_no_attack)
+
+
+def _no_attack(*args: Any, **kwargs: Any) -> torch.Tensor:
+    raise RuntimeError("a planning context has no attack: nothing trains in it")
 
 
 class Resumable:
@@ -238,6 +268,15 @@ class Modifier(Resumable):
         """Why this modifier cannot train ``model`` (e.g. EWS needs residual blocks), or None.
         Called at spec validation on a meta-device build of each grid arch, and on the real
         model before training."""
+        return None
+
+    def check_budget(self, epochs: int) -> str | None:
+        """Why this modifier's mechanism could not act before a run of ``epochs`` passes
+        over the data ends (AccelAT's window, CAPER's τ), or None. ``epochs`` is what the
+        base makes of the grid's budget (Free-AT: the budget's epochs / replays). Called at
+        spec validation, so a grid that asks for a mechanism it cannot get fails before
+        any work (exit code 2). Refuse only what cannot act: a rule that may legitimately
+        not fire (a flat validation curve) is for the ``mechanism`` table to report."""
         return None
 
     def on_train_start(self, ctx: TrainContext) -> None: ...

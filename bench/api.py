@@ -16,6 +16,9 @@ What is here:
 - the classes: :class:`Base`, :class:`Modifier`, :class:`MethodConfig`, :class:`Resumable`;
 - what a method receives: :class:`TrainContext`, :class:`Batch`, :class:`Budget`,
   :class:`ThreatModel`, :class:`Execution`;
+- what a modifier reports and refuses: ``TrainContext.record_mechanism`` (one row of the
+  ``mechanism`` table: what its mechanism did) and ``Modifier.check_budget`` (why its
+  mechanism could not act within a run's epochs; grid validation calls it);
 - the built-in bases' SGD base and options: :class:`SGDBase`, :class:`SGDConfig`,
   :class:`AdversarialConfig`, :class:`Stateless`, ``Schedule``;
 - the learning-rate schedules: ``SCHEDULES``, :func:`schedule_lr`, :func:`schedule_momentum`;

@@ -37,6 +37,36 @@ def format_pct(mean: float, std: float) -> str:
     return f"{100 * mean:.1f}" if pd.isna(std) else f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
+def format_pct_interval(lo: float, hi: float) -> str:
+    """``[84.1, 86.4]`` (percent); blank where a bound is missing."""
+    return "" if pd.isna(lo) or pd.isna(hi) else f"[{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def format_pct_ci(mean: float, lo: float, hi: float) -> str:
+    """``85.3 [84.1, 86.4]`` (percent): the mean and its interval; the mean alone where
+    there is no interval."""
+    if pd.isna(mean):
+        return ""
+    return f"{100 * mean:.1f} {format_pct_interval(lo, hi)}".rstrip()
+
+
+def format_rank_range(lo, hi) -> str:
+    """``2–6``, or ``3`` where the interval allows one rank only; blank where unknown."""
+    if pd.isna(lo) or pd.isna(hi):
+        return ""
+    return str(int(lo)) if lo == hi else f"{int(lo)}–{int(hi)}"
+
+
+def format_rank(rank, lo, hi) -> str:
+    """``3 (2–6)``: a rank and the range its interval allows; ``3`` where that is 3 alone
+    or unknown; blank for an unranked row."""
+    if pd.isna(rank):
+        return ""
+    if pd.isna(lo) or pd.isna(hi) or lo == hi:
+        return str(int(rank))
+    return f"{int(rank)} ({format_rank_range(lo, hi)})"
+
+
 def format_count(n) -> str:
     """``1.23M``, ``45.6k`` or the count itself; blank for a missing value."""
     if pd.isna(n):

@@ -1,8 +1,11 @@
 """Inference latency and throughput of a trained model under one hardware profile.
 
-Single-stream protocol: one query at a time, each waited for, warm-up excluded; p50 and
-p90 over the timed iterations. Batch 1 is the single-image latency; a larger batch size
-gives throughput (images/s from the median batch time). Rows follow the ``latency``
+Single-stream protocol: one query at a time, each waited for, warm-up excluded; the
+median (p50) of the ``iters`` timed calls, and their spread: p10, p25, p75 and p90, with
+the number of calls (``latency_repeats``), so that two medians can be told apart from
+noise (an interquartile range wider than their difference says they cannot). Batch 1 is
+the single-image latency; a larger batch size gives throughput (images/s from the median
+batch time). Rows follow the ``latency``
 table schema; a profile this machine cannot provide yields skipped rows, never none.
 
 Execution: ``dense`` runs the model as it is. ``sparse`` runs a pruned model with the
@@ -48,10 +51,10 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, ...], profile: Har
         warmup = max(warmup, 1)  # the first call per batch size compiles; never time it
     created_at = pd.Timestamp.now(tz="UTC")
 
-    def row(device_name: str | None, threads: int | None, batch_size: int, p50: float | None,
-            p90: float | None, skipped_reason: str | None) -> dict:
+    def row(device_name: str | None, threads: int | None, batch_size: int,
+            times_ms: Sequence[float] | None, skipped_reason: str | None) -> dict:
         return latency_row(profile, run_id=run_id, eval_id=eval_id, device_name=device_name,
-                           threads=threads, batch_size=batch_size, p50=p50, p90=p90,
+                           threads=threads, batch_size=batch_size, times_ms=times_ms,
                            skipped_reason=skipped_reason, created_at=created_at,
                            execution=execution)
 
@@ -60,7 +63,7 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, ...], profile: Har
         reason = (f"no conv or linear layer has at least {MIN_ZERO_FRACTION:.0%} zero weights; "
                   "there is nothing to run sparse")
     if reason is not None:
-        return [row(None, profile.threads, b, None, None, reason) for b in batch_sizes]
+        return [row(None, profile.threads, b, None, reason) for b in batch_sizes]
 
     device = torch.device(profile.device)
     threads = profile.resolved_threads()
@@ -74,25 +77,40 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, ...], profile: Har
             if execution == "sparse":
                 reason = _sparse_unsupported(forward, x, device)
                 if reason is not None:
-                    return [row(profile.device_name(), threads, b, None, None, reason)
+                    return [row(profile.device_name(), threads, b, None, reason)
                             for b in batch_sizes]
             times_ms = _time(forward, x, device, warmup, iters)
-            p50, p90 = (float(q) for q in np.percentile(times_ms, [50, 90]))
-            rows.append(row(profile.device_name(), threads, b, p50, p90, None))
+            rows.append(row(profile.device_name(), threads, b, times_ms, None))
         return rows
     finally:
         torch.set_num_threads(before)
 
 
+# The quantiles of the timed calls a latency row keeps: the median and its spread.
+QUANTILES = (10, 25, 50, 75, 90)
+
+
+def latency_quantiles(times_ms: Sequence[float] | None) -> dict[str, float | None]:
+    """``latency_ms_p<q>`` for each of QUANTILES (numpy's linear interpolation) and
+    ``latency_repeats``, the number of timed calls; all None for no measurement."""
+    if times_ms is None or len(times_ms) == 0:
+        return {**{f"latency_ms_p{q}": None for q in QUANTILES}, "latency_repeats": None}
+    values = np.percentile(np.asarray(times_ms, dtype=float), QUANTILES)
+    return {**{f"latency_ms_p{q}": float(v) for q, v in zip(QUANTILES, values)},
+            "latency_repeats": len(times_ms)}
+
+
 def latency_row(profile: HardwareProfile, *, run_id: str | None, eval_id: str | None,
                 device_name: str | None, threads: int | None, batch_size: int,
-                p50: float | None, p90: float | None, skipped_reason: str | None,
+                times_ms: Sequence[float] | None, skipped_reason: str | None,
                 created_at: pd.Timestamp | None = None, execution: Execution = "dense") -> dict:
-    """One ``latency`` row (measured, or skipped with its reason)."""
+    """One ``latency`` row: the quantiles of ``times_ms`` (the timed calls, milliseconds),
+    or, with ``times_ms`` None, skipped with its reason."""
+    q = latency_quantiles(times_ms)
+    p50 = q["latency_ms_p50"]
     return {"run_id": run_id, "eval_id": eval_id, "hardware": profile.name,
             "device_name": device_name, "threads": threads, "dtype": profile.dtype,
-            "compiled": profile.compile, "batch_size": batch_size, "latency_ms_p50": p50,
-            "latency_ms_p90": p90,
+            "compiled": profile.compile, "batch_size": batch_size, **q,
             "throughput_per_s": None if p50 is None else batch_size * 1000.0 / p50,
             "skipped_reason": skipped_reason,
             "created_at": created_at if created_at is not None else pd.Timestamp.now(tz="UTC"),
@@ -103,7 +121,7 @@ def skipped_rows(profile: HardwareProfile, reason: str, *, run_id: str | None,
                  eval_id: str | None, batch_sizes: Sequence[int] = (1, 128)) -> list[dict]:
     """Rows saying why ``profile`` was not measured: recorded, never silently dropped."""
     return [latency_row(profile, run_id=run_id, eval_id=eval_id, device_name=None,
-                        threads=profile.threads, batch_size=b, p50=None, p90=None,
+                        threads=profile.threads, batch_size=b, times_ms=None,
                         skipped_reason=reason) for b in batch_sizes]
 
 

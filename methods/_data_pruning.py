@@ -2,7 +2,8 @@
 
 Both score every training sample once at epoch τ, drop the γ highest-scoring samples for
 the rest of training (``TrainContext.train_mask``; the loop then never batches them, so
-the FLOP meter shows the saving) and record the dropped samples in ``removed_samples``.
+the FLOP meter shows the saving), record the dropped samples in ``removed_samples`` and
+the removal (count, epoch) in ``mechanism``. A τ outside the run fails grid validation.
 The validation split is a separate tensor and is never scored or masked.
 """
 from __future__ import annotations
@@ -86,13 +87,20 @@ class SamplePruner(Modifier):
         return lambda logits, y: F.cross_entropy(logits, y, reduction="none",
                                                  label_smoothing=smoothing)
 
-    def on_train_start(self, ctx: TrainContext) -> None:
-        epochs = ctx.epochs
-        self.tau = removal_epoch(self.config.tau, epochs)
-        if not 0 < self.tau < epochs:
-            raise ValueError(
-                f"{self.name}: tau={self.config.tau} gives removal epoch {self.tau}, outside "
+    def check_budget(self, epochs: int) -> str | None:
+        # Removal at epoch 0 would rank samples by an untrained model's features; at or
+        # after the last epoch nothing would train without them.
+        tau = removal_epoch(self.config.tau, epochs)
+        if 0 < tau < epochs:
+            return None
+        return (f"{self.name}: tau={self.config.tau:g} gives removal epoch {tau}, outside "
                 f"1..{epochs - 1} of this {epochs}-epoch run; the mechanism could not act")
+
+    def on_train_start(self, ctx: TrainContext) -> None:
+        problem = self.check_budget(ctx.epochs)
+        if problem is not None:
+            raise ValueError(problem)
+        self.tau = removal_epoch(self.config.tau, ctx.epochs)
         n = len(ctx.active_indices())
         self.gamma = removal_count(self.config.gamma, n)
         if not 0 < self.gamma < n:
@@ -121,6 +129,8 @@ class SamplePruner(Modifier):
             for i, y, s in zip(ids.tolist(), ctx.train_y[removed].tolist(),
                                scores[drop].tolist())])
         ctx.log(removed=len(removed), kept=int(mask.sum()))
+        ctx.record_mechanism(self.name, "removed", len(removed), kept=int(mask.sum()),
+                             tau=self.config.tau, gamma=self.config.gamma)
 
 
 def batched(n: int, size: int):

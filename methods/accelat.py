@@ -11,6 +11,10 @@ waits ``cooldown`` epochs after a drop before testing again. Under adversarial t
 the monitored accuracy is *adversarial* validation accuracy (PGD on a fixed validation
 subset); the authors' code monitored the test set, which the harness never allows.
 
+The first test ends epoch n+1 (two window means exist), so a run of n+1 epochs or fewer
+could only lower the LR after training: grid validation refuses it (``check_budget``).
+Each LR change, and at the end the number that took effect, go to the ``mechanism`` table.
+
 Options (default — source):
 - ``preset`` "paper" — "paper": n=10, Δacc=1%, p=0.9, cooldown 0 (§V example);
   "code": n=5, Δacc=0.5%, p=0.8, cooldown 5 (authors' code). ``n``, ``delta_acc``, ``p``,
@@ -104,6 +108,17 @@ class AccelAT(Modifier):
     def step_cost_key(self, ctx: TrainContext, batch: Batch) -> tuple:
         return ()  # it only sets the LR; its validation runs at epoch end
 
+    def check_budget(self, epochs: int) -> str | None:
+        # The first test compares the window means ending at epochs n−1 and n (0-based), at
+        # the end of epoch n; a drop there lowers the LR of epoch n+1, which must exist.
+        n = self.config.resolved("n")
+        if n + 1 < epochs:
+            return None
+        fix = f"use n <= {epochs - 2}" if epochs >= 3 else "it needs a run of 3 epochs or more"
+        return (f"accelat: n={n} needs {n + 1} epochs of validation accuracy before its "
+                f"first test, and this {epochs}-epoch run would have no epoch left to train "
+                f"at a lowered LR, so the rule could not act; {fix}")
+
     def on_train_start(self, ctx: TrainContext) -> None:
         cfg = self.config
         lr = cfg.lr_max or ctx.peak_lr
@@ -139,10 +154,26 @@ class AccelAT(Modifier):
             acc = metrics["val_acc"]
         if acc is None:
             raise ValueError("accelat needs a validation split (budget.val_size > 0)")
+        old_lr = self.rule.lr
         dropped = self.rule.update(acc)
         self.drops += dropped
+        if dropped:
+            # A drop at the end of the last epoch is recorded too: the rule fired, but no
+            # step trained at the new LR (applies_from_epoch == epochs).
+            ctx.record_mechanism(self.name, "lr_change", self.rule.lr, old_lr=old_lr,
+                                 new_lr=self.rule.lr, applies_from_epoch=ctx.epoch + 1,
+                                 epochs=ctx.epochs, monitored=acc,
+                                 window_mean=self.rule.prev_mean)
         metrics.update(accelat_monitored=acc, accelat_dropped=dropped,
                        accelat_next_lr=self.rule.lr, accelat_drops=self.drops)
+
+    def on_train_end(self, ctx: TrainContext) -> None:
+        # One row whatever happened, so a run whose rule never fired says so in the table.
+        changes = [r for r in ctx.tables.get("mechanism", [])
+                   if r["modifier"] == self.name and r["event"] == "lr_change"]
+        applied = sum(1 for r in changes if r["epoch"] + 1 < ctx.epochs)
+        ctx.record_mechanism(self.name, "lr_changes", applied, epoch=ctx.epochs - 1,
+                             fired=len(changes), final_lr=self.rule.lr, epochs=ctx.epochs)
 
     def _adversarial_val_acc(self, ctx: TrainContext) -> float:
         x, y = ctx.val_x[:self.config.val_points], ctx.val_y[:self.config.val_points]

@@ -74,7 +74,10 @@ Options (default — source):
 
 Reported: ``runs.sparsity`` = fraction of prunable weights exactly zero at the end;
 ``layer_sparsity`` rows per pruned layer; per-epoch history fields ``admm_residual``
-(‖W − Z‖/‖W‖ over prunable layers), ``admm_rho`` and ``admm_updates`` in the ADMM phase.
+(‖W − Z‖/‖W‖ over prunable layers), ``admm_rho`` and ``admm_updates`` in the ADMM phase;
+``mechanism`` rows ``hard_prune`` (when, and the sparsity of the mask) and ``sparsity``
+(reached at the end). An ``admm_fraction`` < 1 that rounds to the whole run (no epoch of
+masked retraining) fails grid validation.
 """
 from __future__ import annotations
 
@@ -277,6 +280,18 @@ class ADMMPrune(Modifier):
     requires_adversarial = True
     citation = "Marshall, MSc thesis 2020 §3; Ye et al., ICCV 2019"
 
+    def check_budget(self, epochs: int) -> str | None:
+        # admm_fraction < 1 asks for masked retraining after the hard prune; rounding can
+        # leave it no epoch. (admm_fraction = 1 prunes at the end on purpose.)
+        c = self.config
+        phase = admm_epochs(epochs, c.admm_fraction)
+        if c.admm_fraction >= 1 or phase < epochs:
+            return None
+        return (f"admm_prune: admm_fraction={c.admm_fraction:g} of this {epochs}-epoch run "
+                f"rounds to {phase} ADMM epochs, so the hard prune would come after the last "
+                f"epoch with no masked retraining; lower admm_fraction (or set it to 1 to "
+                f"prune at the end on purpose)")
+
     def on_train_start(self, ctx: TrainContext) -> None:
         c = self.config
         classifier = (c.scheme in ("irregular", "funnel") if c.prune_classifier is None
@@ -306,7 +321,7 @@ class ADMMPrune(Modifier):
     def on_epoch_start(self, ctx: TrainContext) -> None:
         self._batches = 0
         if ctx.epoch == self.admm_epochs:
-            self._hard_prune()
+            self._hard_prune(ctx)
 
     def extra_loss(self, ctx: TrainContext, batch: Batch) -> torch.Tensor | None:
         terms = []
@@ -356,7 +371,7 @@ class ADMMPrune(Modifier):
 
     def on_train_end(self, ctx: TrainContext) -> None:
         if self.masks is None:
-            self._hard_prune()  # the ADMM phase filled the whole budget
+            self._hard_prune(ctx)  # the ADMM phase filled the whole budget
         self._apply_masks()
         rows, zeros, total = [], 0, 0
         for (name, _), w in zip(self.layers, self.weights):
@@ -366,11 +381,20 @@ class ADMMPrune(Modifier):
             total += w.numel()
         ctx.emit("layer_sparsity", rows)
         ctx.run_fields["sparsity"] = zeros / total
+        ctx.record_mechanism(self.name, "sparsity", zeros / total, epoch=ctx.epochs - 1,
+                             keep=self.config.keep, scheme=self.config.scheme,
+                             layers=len(self.layers))
 
     @torch.no_grad()
-    def _hard_prune(self) -> None:
+    def _hard_prune(self, ctx: TrainContext) -> None:
         self.masks = self.admm.sparsity.masks(self.weights)
         self._apply_masks()
+        kept = sum(int(m.sum()) for m in self.masks)
+        total = sum(m.numel() for m in self.masks)
+        # epoch: the first epoch trained with the mask fixed, A; A = the run's epochs when
+        # the ADMM phase filled the budget and the prune followed the last epoch.
+        ctx.record_mechanism(self.name, "hard_prune", 1 - kept / total, epoch=self.admm_epochs,
+                             epochs=ctx.epochs, zu_updates=self.admm.updates, rho=self.admm.rho)
 
     @torch.no_grad()
     def _apply_masks(self) -> None:

@@ -67,6 +67,9 @@ Choices of ours, where paper and code are silent or loose:
 Logged per epoch (history ``extra``): ``ews_subnet_acc`` and ``ews_kl``, the distilled
 subnets' mean accuracy and KL on the distillation input (x_adv under AT); ``ews`` also logs
 ``ews_reward`` (mean reward of the epoch's controller updates) and ``ews_baseline``.
+Recorded per epoch (``mechanism``, event ``subnets``): the subnet choices — draws, distinct
+subnets, the most drawn one's count, how often each channel was kept (and, for ``ews``,
+the controller updates). EWS distils at every step, so no budget keeps it from acting.
 """
 from __future__ import annotations
 
@@ -318,12 +321,28 @@ class SubnetDistillation(Modifier):
         self.device = device
         self._sums: dict[str, float] = {}
         self._counts: dict[str, int] = {}
+        self._choices: dict[tuple, int] = {}  # this epoch's subnets: how often each was drawn
 
     def on_train_start(self, ctx: TrainContext) -> None:
         self.setup(ctx.model, device=ctx.device, seed=ctx.seed, adversarial=ctx.base_adversarial)
 
     def on_epoch_start(self, ctx: TrainContext) -> None:
-        self._sums, self._counts = {}, {}
+        self._sums, self._counts, self._choices = {}, {}, {}
+
+    def on_epoch_end(self, ctx: TrainContext, metrics: dict) -> None:
+        ctx.record_mechanism(self.name, "subnets", len(self._choices), **self.choice_summary())
+
+    def choice_summary(self) -> dict:
+        """This epoch's subnet choices: draws, distinct subnets, the most frequent one's
+        count, and per block how often each channel was kept (one list per block)."""
+        counts = [[0] * width for width in self.widths]
+        for subnet, times in self._choices.items():
+            for block, kept_channels in zip(counts, subnet):
+                for channel in kept_channels:
+                    block[channel] += times
+        return {"draws": sum(self._choices.values()), "distinct": len(self._choices),
+                "most_drawn": max(self._choices.values(), default=0),
+                "kept": self.keep, "channel_counts": counts}
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}  # the subnet draws' own stream
@@ -345,6 +364,8 @@ class SubnetDistillation(Modifier):
     def extra_loss(self, ctx: TrainContext, batch: Batch) -> torch.Tensor:
         self.before_distill(ctx, batch)
         subnet = self.propose()
+        key = tuple(tuple(sorted(keep.tolist())) for keep in subnet)
+        self._choices[key] = self._choices.get(key, 0) + 1
         total = None
         for i, (x, teacher) in enumerate(self.distill_pairs(batch)):
             # x is detached: the subnet term trains weights only (Free-AT reads δ's gradient).
@@ -402,6 +423,7 @@ class EWS(SubnetDistillation):
         self.policy_optimizer = torch.optim.Adam(self.controller.parameters(), lr=cfg.controller_lr,
                                                  betas=(0.5, 0.999))
         self.baseline = MovingBaseline(cfg.baseline_decay)
+        self._updates = 0  # controller updates this epoch
         self.entropy_coeff = cfg.entropy_coeff
         if self.entropy_coeff is None:
             self.entropy_coeff = 0.01 if adversarial else 0.005
@@ -437,7 +459,15 @@ class EWS(SubnetDistillation):
                 return (ctx.model(x).argmax(1) == batch.y).float().mean().item()
 
         reward = self.policy_step(accuracy)
+        self._updates += 1
         self.record(ctx, ews_reward=reward, ews_baseline=self.baseline.value)
+
+    def on_epoch_start(self, ctx: TrainContext) -> None:
+        super().on_epoch_start(ctx)
+        self._updates = 0
+
+    def choice_summary(self) -> dict:
+        return {**super().choice_summary(), "controller_updates": self._updates}
 
     def policy_step(self, accuracy: Callable[[Subnet], float]) -> float:
         """One REINFORCE step of π_θ toward subnets of low ``accuracy``; the mean reward."""

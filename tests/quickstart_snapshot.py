@@ -18,6 +18,7 @@ import pandas as pd
 # Not results: when, where, how fast, under what load, and how much memory the process held.
 VOLATILE = {"created_at", "host", "versions", "load_avg", "train_seconds", "seconds_so_far",
             "attack_seconds", "seconds", "latency_ms_p50", "latency_ms_p90",
+            "latency_ms_p10", "latency_ms_p25", "latency_ms_p75",
             "throughput_per_s", "device_name", "allocator", "peak_mem_bytes"}
 TABLES = ("runs", "history", "robustness", "corruption", "transfer", "checks", "latency")
 KEYS = {"runs": ["run_id"], "history": ["run_id", "epoch"],

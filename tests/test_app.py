@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 from test_leaderboard import run_row, write_results
+from test_leaderboard_stats import draw, write_robustness, write_run
 
 from app._data import ENV_VAR, leaderboard_choices, requested_leaderboard, results_stamp
 from bench.results import store
@@ -37,7 +38,12 @@ def test_page_shows_ranked_table_and_chart(monkeypatch, board):
     assert list(at.dataframe[1].value.columns) == ["method", "source", "code_version", "config"]
     assert list(shown["method"]) == ["trades", "pgd_at", "erm", "fast_at"]
     assert shown["robust_autoattack"].iloc[0] == pytest.approx(59.0)  # percent for display
-    assert any("Ranked by autoattack" in m.value for m in at.markdown)
+    # beside each accuracy its 95% interval, beside the rank the range it allows
+    assert shown["robust_autoattack_ci"].iloc[0] == "[53.8, 64.0]"
+    assert list(shown["rank_range"])[:3] == ["1–2", "1–2", "3"]
+    assert list(shown["tie_group"])[:3] == [1, 1, 2]
+    assert any("Ranked by autoattack" in m.value and "no per-point worst case" in m.value
+               and "Intervals are 95%" in m.value for m in at.markdown)
     assert any("fast_at" in w.value and "NonFiniteLossError" in w.value for w in at.warning)
     assert [s.label for s in at.sidebar.selectbox] == ["Leaderboard", "Dataset", "Architecture",
                                                        "Hardware"]
@@ -49,6 +55,22 @@ def test_page_shows_ranked_table_and_chart(monkeypatch, board):
     assert {"method", "arch", "seeds", "clean_acc"} <= {t["field"] for t in encoding["tooltip"]}
     at.sidebar.selectbox(key="hardware").select("cuda").run(timeout=30)
     assert any("cuda latency skipped" in c.value for c in at.caption)
+
+
+def test_page_ranks_by_the_worst_case_with_intervals(monkeypatch, tmp_path):
+    """Per-point results: the worst case over attacks ranks, shown with its interval."""
+    results = tmp_path / "points" / "results"
+    for method, p in (("strong", 0.8), ("weak", 0.5)):
+        run_id = write_run(results, method, 0)
+        write_robustness(results, run_id, "pgd", draw(0, p))
+        write_robustness(results, run_id, "fgsm", draw(1, p + 0.1))
+    at = run_page(monkeypatch, tmp_path / "points")
+    shown = at.dataframe[0].value.set_index("method")
+    assert list(shown.index) == ["strong", "weak"]
+    assert shown["tie_group"].to_dict() == {"strong": 1, "weak": 2}
+    lo, hi = (100 * shown.loc["strong", f"robust_worst_{b}"] for b in ("lo", "hi"))
+    assert shown.loc["strong", "robust_worst_ci"] == f"[{lo:.1f}, {hi:.1f}]"
+    assert any("worst case over attacks (fgsm, pgd)" in m.value for m in at.markdown)
 
 
 def test_page_on_empty_leaderboard(monkeypatch, tmp_path):

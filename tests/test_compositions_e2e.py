@@ -25,7 +25,9 @@ METHODS = [
     {"name": "pgd_at+caper", "config": {"pgd_at": PGD, "caper": {"tau": 1}}},
     {"name": "fast_at+caper", "config": {"caper": {"tau": 1}}},
     {"name": "free_at+caper", "config": {"free_at": {"replays": 2}, "caper": {"tau": 1}}},
-    {"name": "free_at+accelat", "config": {"free_at": {"replays": 2},
+    # One replay keeps Free-AT at the budget's 4 epochs: with 2 it would train 2, and
+    # AccelAT's n = 1 window could then only lower the LR after the last (refused).
+    {"name": "free_at+accelat", "config": {"free_at": {"replays": 1},
                                            "accelat": {"n": 1, "val_points": 50, "val_steps": 2}}},
     {"name": "pgd_at+caper+accelat",
      "config": {"pgd_at": PGD, "caper": {"tau": 1},
@@ -49,7 +51,7 @@ def results(tmp_path_factory):
                        sandbox=False)
     assert not report.failed, report.failed
     return {t: store.read_table(board / "results", t)
-            for t in ("runs", "history", "robustness", "removed_samples")}
+            for t in ("runs", "history", "robustness", "removed_samples", "mechanism")}
 
 
 def test_every_composition_trains_and_is_evaluated(results):
@@ -89,3 +91,18 @@ def test_accelat_monitors_robust_validation_accuracy(results):
     # The LR in force each epoch is the one AccelAT announced at the end of the previous one.
     announced = [e["accelat_next_lr"] for e in extra][:-1]
     assert rows["lr"].tolist()[1:] == pytest.approx(announced)
+
+
+def test_mechanisms_are_recorded_with_the_run(results):
+    runs, mech = results["runs"].set_index("method"), results["mechanism"]
+    for name, modifier in (("erm+caper", "caper"), ("erm+random_subset", "random_subset"),
+                           ("free_at+caper", "caper"), ("pgd_at+caper+accelat", "caper")):
+        mine = mech[(mech["run_id"] == runs.loc[name, "run_id"]) & (mech["modifier"] == modifier)]
+        assert mine[["event", "epoch", "value"]].values.tolist() == [["removed", 1, 15.0]]
+    for name in ("free_at+accelat", "pgd_at+caper+accelat"):
+        mine = mech[(mech["run_id"] == runs.loc[name, "run_id"]) & (mech["modifier"] == "accelat")]
+        [summary] = mine[mine["event"] == "lr_changes"].to_dict("records")
+        assert json.loads(summary["detail"])["epochs"] == 4
+        assert summary["value"] == sum(json.loads(d)["applies_from_epoch"] < 4
+                                       for d in mine.loc[mine["event"] == "lr_change", "detail"])
+    assert set(mech["run_id"]) <= set(runs["run_id"])

@@ -14,7 +14,7 @@ import torch
 from conftest import tiny_cnn
 
 from bench.hardware import HARDWARE, available_cpus
-from bench.latency import measure_latency, sparse_layers, to_sparse_execution
+from bench.latency import latency_quantiles, measure_latency, sparse_layers, to_sparse_execution
 from bench.results.schema import TABLES
 
 FAST = {"batch_sizes": (1, 8), "warmup": 1, "iters": 5}
@@ -57,7 +57,9 @@ def test_cpu_profiles_measure(name):
         assert r["threads"] == expected_threads and r["dtype"] == "float32" and not r["compiled"]
         assert r["execution"] == "dense"
         assert r["device_name"]
-        assert 0 < r["latency_ms_p50"] <= r["latency_ms_p90"]
+        assert 0 < r["latency_ms_p10"] <= r["latency_ms_p25"] <= r["latency_ms_p50"] \
+            <= r["latency_ms_p75"] <= r["latency_ms_p90"]
+        assert r["latency_repeats"] == FAST["iters"]
         assert r["throughput_per_s"] == pytest.approx(r["batch_size"] * 1000 / r["latency_ms_p50"])
         assert r["created_at"].tz is not None
 
@@ -71,8 +73,18 @@ def test_cuda_profiles_skipped_without_gpu(name):
     for r in rows:
         assert "CUDA" in r["skipped_reason"]
         assert r["latency_ms_p50"] is None and r["latency_ms_p90"] is None
+        assert r["latency_ms_p10"] is None and r["latency_repeats"] is None
         assert r["throughput_per_s"] is None and r["device_name"] is None
     as_arrow(rows)
+
+
+def test_quantiles_of_the_timed_calls():
+    # numpy's linear interpolation on 1..10 ms: p = 1 + q/100 · 9
+    q = latency_quantiles([float(t) for t in range(10, 0, -1)])
+    assert q == {"latency_ms_p10": pytest.approx(1.9), "latency_ms_p25": pytest.approx(3.25),
+                 "latency_ms_p50": pytest.approx(5.5), "latency_ms_p75": pytest.approx(7.75),
+                 "latency_ms_p90": pytest.approx(9.1), "latency_repeats": 10}
+    assert set(latency_quantiles(None).values()) == {None}
 
 
 def test_rejects_empty_protocol():

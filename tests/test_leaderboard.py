@@ -162,13 +162,19 @@ def test_empty_results(tmp_path):
 
 def test_render_formats(results):
     table = render(results, "table")
-    assert table.splitlines()[0].startswith("fixture (digits, small_cnn): Ranked by autoattack")
-    assert "autoattack" in table and "59.0 ± 1.4" in table
+    assert table.splitlines()[0].startswith("fixture (digits, small_cnn): The ranking has no "
+                                            "per-point worst case")
+    assert "Ranked by autoattack" in table.splitlines()[0]
+    # mean [95% interval] where there is one; mean ± std where not (no n_test: clean)
+    assert "59.0 [53.8, 64.0]" in table and "87.0 ± 1.4" in table
+    assert "1 (1–2)" in table  # trades ranks first, but its interval allows second
     assert "TFLOPs" in table and "fast_at" in table and "NonFiniteLossError" in table
 
     records = json.loads(render(results, "json"))
     assert [r["method"] for r in records] == ["trades", "pgd_at", "erm", "fast_at"]
     assert records[0]["robust_autoattack"] == pytest.approx(0.59)
+    assert records[0]["ranking"]["metric"] == "robust_autoattack"
+    assert records[0]["ranking"]["tie_group"] == 1 and records[2]["ranking"]["tie_group"] == 2
 
     csv = pd.read_csv(io.StringIO(render(results, "csv")))
     assert csv.columns[0] == "rank" and csv.loc[0, "method"] == "trades"

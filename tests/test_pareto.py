@@ -74,10 +74,16 @@ def test_default_pair_prefers_base_and_modifier():
 
 
 def test_paper_table_formats_percent_and_costs():
-    rows = pd.DataFrame({"metric": ["clean_acc", "train_flops"], "a": [0.9, 1e12],
-                         "a_std": [0.01, np.nan], "b": [0.92, 2e12], "b_std": [0.01, np.nan],
-                         "delta": [0.02, 1e12], "b_better": [True, False],
-                         "exceeds_spread": [False, None]})
+    rows = pd.DataFrame({
+        "metric": ["clean_acc", "train_flops"], "a": [0.9, 1e12], "a_lo": [0.88, 1e12],
+        "a_hi": [0.92, 1e12], "a_seeds": [3, 3], "b": [0.92, 2e12], "b_lo": [0.9, 2e12],
+        "b_hi": [0.94, 2e12], "b_seeds": [3, 3], "diff": [0.02, 1e12], "lo": [0.01, 1e12],
+        "hi": [0.03, 1e12], "p": [0.004, np.nan], "n_seeds": [3, 3], "n_points": [1000, None],
+        "test": ["paired bootstrap", "deterministic"], "b_better": [True, False],
+        "beyond_noise": [True, True]})
     table = paper_table(rows)
-    assert table["a"].tolist() == ["90.0 ± 1.0", "1e+12"]
-    assert table["b"].tolist() == ["92.0 ± 1.0 (+2.0)", "2e+12 (+1e+12)"]
+    assert table["a"].tolist() == ["90.0 [88.0, 92.0]", "1.0 TFLOPs"]
+    assert table["b"].tolist() == ["92.0 [90.0, 94.0]", "2.0 TFLOPs"]
+    assert table["difference"].tolist() == ["+2.0 [+1.0, +3.0] (p=0.004)", "+100.0% (exact)"]
+    assert table["n"].tolist() == ["3×1000", "3"]
+    assert table["test"].tolist() == ["paired", "exact"]

@@ -16,6 +16,7 @@ from bench.views.stats import (
     paired_bootstrap,
     rank_intervals,
     tie_groups,
+    unpaired_bootstrap,
     verdict,
     worst_case,
 )
@@ -214,7 +215,42 @@ def test_identical_methods_p_is_one():
     assert res["diff"] == 0 and res["lo"] == 0 and res["hi"] == 0 and res["p"] == 1.0
 
 
+def test_p_against_a_margin():
+    """A non-zero null tests a margin: a difference of about −0.5 point is surely not 0 but
+    also surely not −2 points, and is no evidence against −0.5."""
+    rng = np.random.default_rng(5)
+    a = [bits_with_mean(rng, 1000, 600) for _ in range(3)]
+    b = []
+    for x in a:
+        y = x.copy()
+        y[rng.choice(np.flatnonzero(x), 5, replace=False)] = 0
+        b.append(y)
+    assert paired_bootstrap(a, b, null=0.0)["p"] < 0.01
+    assert paired_bootstrap(a, b, null=-0.02)["p"] < 0.01
+    assert paired_bootstrap(a, b, null=-0.005)["p"] > 0.5
+
+
+def test_unpaired_bootstrap_finds_a_planted_difference_and_not_a_null_one():
+    rng = np.random.default_rng(6)
+    a = [bits_with_mean(rng, 1000, 600) for _ in range(3)]
+    b = [bits_with_mean(rng, 1000, 650) for _ in range(3)]
+    res = unpaired_bootstrap(a, b)
+    assert res["diff"] == pytest.approx(0.05) and 0 < res["lo"] < 0.05 < res["hi"]
+    assert res["p"] < 0.01 and res["n_seeds"] == (3, 3)
+    same = unpaired_bootstrap(a, [bits_with_mean(rng, 1000, 600) for _ in range(2)])
+    assert same["diff"] == 0 and same["lo"] < 0 < same["hi"] and same["p"] > 0.5
+    assert same["n_seeds"] == (3, 2) and same["n_points"] == ([1000] * 3, [1000] * 2)
+
+
 # ----------------------------------------------------------------------------- verdict
+
+def test_verdict_with_an_adjusted_p():
+    assert verdict(1.0, 0.2, 1.8, "higher", p=0.01) == "supported"
+    assert verdict(1.0, 0.2, 1.8, "higher", p=0.06) == "within noise"
+    assert verdict(-1.0, -1.8, -0.2, "higher", p=0.049) == "contradicted"
+    assert verdict(-1.0, -1.8, -0.2, "higher", p=np.nan) == "within noise"
+    assert verdict(-0.5, -0.8, -0.2, "keep", tolerance=1.0, p=0.2) == "within noise"
+
 
 def test_keep_non_inferiority():
     assert verdict(-0.5, -1.5, 0.5, "keep", tolerance=1.0) == "within noise"

@@ -14,7 +14,9 @@ import streamlit as st  # noqa: E402
 
 from app._data import finished_metrics, select  # noqa: E402
 from bench.results import board as board_file  # noqa: E402
-from bench.views.claims import check_names, evaluate, load_claims  # noqa: E402
+from bench.views.claims import check_names, evaluate, formatted, load_claims  # noqa: E402
+from bench.views.evidence import metric_evidence  # noqa: E402
+from bench.views.mechanism import not_acted_by_label  # noqa: E402
 
 COLOURS = {"supported": "#1a7f37", "contradicted": "#cf222e", "not supported": "#cf222e"}
 
@@ -56,10 +58,12 @@ def main() -> None:
     except board_file.BoardError as exc:
         st.error(str(exc))
         return
-    result = evaluate(claims, metrics)
+    result = evaluate(claims, metrics, metric_evidence(sel.data, norm=sel.norm, eps=sel.eps),
+                      not_acted=not_acted_by_label(sel.data, unrecorded=False))
     overall = result.drop_duplicates("claim_id")["claim_verdict"].value_counts()
     for column, verdict in zip(st.columns(3), ("supported", "not supported", "inconclusive")):
         column.metric(f"claims {verdict}", int(overall.get(verdict, 0)))
+    text = formatted(result)
     # Verdicts first: the table is wide, and they are what a reader looks for.
     table = pd.DataFrame({
         "paper": result["paper"],
@@ -67,19 +71,27 @@ def main() -> None:
         "claim verdict": result["claim_verdict"],
         "metric (expected)": result["metric"] + " (" + result["expect"] + ")",
         "verdict": result["verdict"],
-        "baseline": result["baseline_value"],
-        "method (Δ)": result["method_value"],
-        "seeds": result["seeds"],
+        "baseline": text["baseline"],
+        "method": text["method"],
+        "difference": text["difference"],
+        "p": text["p"],
+        "p (Holm)": text["p (Holm)"],
+        "n": text["n"],
+        "test": text["test"],
         "method vs baseline": result["method"] + " vs " + result["baseline"],
         "arch": result["arch"].fillna(""),
     })
     st.dataframe(styled(table), hide_index=True, height=35 * (len(table) + 1) + 3,
                  column_config={"claim": st.column_config.TextColumn(width="large")})
-    st.caption("Mean ± std over seeds; Δ in points for accuracies, relative for costs. "
-               "supported / contradicted: the difference is beyond the seed-to-seed spread "
-               "(sum of the two stds) in / against the expected direction ('keep': within "
-               "the claim's tolerance, 1 point by default); within noise: it is not; one "
-               "seed: no spread to judge by. Source: " + str(path.name))
+    st.caption("Mean [95% interval] over seeds (and points); difference method − baseline with "
+               "its 95% interval, in points for accuracies, relative for costs. p: two-sided "
+               "bootstrap p-value ('keep': against the tolerance), and Holm-adjusted over this "
+               "file's tests. supported / contradicted: the interval excludes 0 ('keep': lies "
+               "within / beyond the claim's tolerance, 1 point by default) in / against the "
+               "expected direction, and the Holm-adjusted p is below 0.05; within noise: not "
+               "both; one seed: not judged. n: seeds×points per seed; test: paired (same seeds "
+               "and points), unpaired (no per-point results), seeds, exact (deterministic). "
+               "Source: " + str(path.name))
 
 
 main()

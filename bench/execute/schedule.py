@@ -128,6 +128,7 @@ def build(spec: GridSpec, results: Path, retry_failed: bool = False, *,
             add(Task(f"checks {run.describe()}", tasks.check,
                      (run, robustness_keys(grid, run.key), results, spec.checks.n_eval, device),
                      after_train + evals, cells=0, threads=run.threads,
+                     kwargs={"large_eps": spec.checks.large_eps},
                      only_if_wrote=bool(evals) and checked))
     for source, cells in _transfer_groups(grid, todo):
         keys = {source.key, *(c.target.key for c in cells)}
@@ -161,7 +162,8 @@ def recompute_checks(spec: GridSpec, results: Path, quiet: bool = False) -> list
     grid = expand(spec)
     failed = []
     for run in tqdm(grid.train, desc="checks", unit="run", disable=quiet):
-        outcome = tasks.check(run, robustness_keys(grid, run.key), results, spec.checks.n_eval)
+        outcome = tasks.check(run, robustness_keys(grid, run.key), results, spec.checks.n_eval,
+                              large_eps=spec.checks.large_eps)
         failed += outcome.failed
     for line in failed:
         print(f"failed: {line}", file=sys.stderr)

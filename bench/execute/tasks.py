@@ -20,8 +20,9 @@ import torch
 from bench.allocator import keep_freed_memory
 from bench.execute.isolation import CellFailed, call_isolated, describe_error
 from bench.faults import fault_point
+from bench.grid.spec import LargeEpsSpec
 from bench.results import store
-from bench.work.checks import run_checks
+from bench.work.checks import DEFAULT_LARGE_EPS, run_checks
 from bench.work.kinds import KINDS
 from bench.work.train import SandboxFailed, run_train_cell
 
@@ -131,9 +132,11 @@ def evaluate(kind: str, cell, results: Path, device: torch.device | None = None)
 
 
 def check(run, robustness_keys: list[str], results: Path, n_eval: int,
-          device: torch.device | None = None) -> Outcome:
-    """(Re)write the run's checks: model-level rows once, result-level rows over its
-    robustness rows as they now stand. The file is derived, so rewriting it is safe."""
+          device: torch.device | None = None,
+          large_eps: LargeEpsSpec | None = DEFAULT_LARGE_EPS) -> Outcome:
+    """(Re)write the run's checks: model-level rows once (the large-ε attack of
+    ``large_eps`` among them), result-level rows over its robustness rows as they now
+    stand. The file is derived, so rewriting it is safe."""
     keep_freed_memory()
     out = Outcome(cells=0)
     if not trained_ok(results, run.key):
@@ -149,7 +152,7 @@ def check(run, robustness_keys: list[str], results: Path, n_eval: int,
             .to_dict("records")
     try:
         rows = run_checks(run, robustness, results, n_eval=n_eval, model_rows=model_rows,
-                          device=device)
+                          device=device, large_eps=large_eps)
     except Exception as exc:  # a broken check must not cost the grid its results
         out.failed.append(f"checks on {run.describe()}: {error_text(exc)}")
         return out

@@ -165,11 +165,34 @@ class TransferSpec(_Strict):
                                     "targets (every pair costs a forward pass); None = all")
 
 
+class LargeEpsSpec(_Strict):
+    """The attack of the ``large_eps_zero`` check (bench/work/checks.py), run on the checks'
+    points at a radius where every point must fall. Under L∞ the grey image lies within
+    0.5 of every input, hence the default; under L2 that radius is 0.5·sqrt(pixels), which
+    depends on the dataset, so an L2 grid's check is skipped unless ``eps`` is given."""
+
+    name: str = "pgd"
+    norm: Literal["Linf", "L2"] | None = Field(None, description="default: train_threat's")
+    eps: float | None = Field(None, description="default: 0.5 under Linf; none under L2")
+    steps: int | None = Field(20, ge=1)
+    restarts: int = Field(1, ge=1)
+    config: dict[str, Any] = Field(default_factory=dict)
+
+    _eps = field_validator("eps", mode="before")(lambda cls, v: v if v is None else parse_eps(v))
+
+    def radius(self, threat_norm: str) -> tuple[str, float | None]:
+        """(norm, ε) on a grid whose train_threat has ``threat_norm``; ε None: no default."""
+        norm = self.norm or threat_norm
+        return norm, self.eps if self.eps is not None else (0.5 if norm == "Linf" else None)
+
+
 class ChecksSpec(_Strict):
     """Reliability checks run after each run's evaluations (AutoAttack's checks habit)."""
 
     enabled: bool = True
     n_eval: int = Field(200, ge=1, description="points for the model-level checks")
+    large_eps: LargeEpsSpec | None = Field(
+        LargeEpsSpec(), description="the large_eps_zero check's attack; null: no such check")
 
 
 class ThreatSpec(_Strict):
@@ -314,7 +337,10 @@ def validate_names(spec: GridSpec, path: Path) -> None:
             problem = _model_problem(comp, arch, meta_models)
             if problem is not None:
                 problems.append(f"  methods[{i}] ({m.name}) on arch {arch!r}: {problem}")
-    def check_attack(key: str, a: AttackSpec | SweepSpec, eps: float) -> None:
+        for problem in _budget_problems(comp, spec.budget):
+            problems.append(f"  methods[{i}] ({m.display}): {problem}")
+
+    def check_attack(key: str, a: AttackSpec | SweepSpec | LargeEpsSpec, eps: float) -> None:
         if a.name not in ATTACKS:
             problems.append(f"  {key}.name: unknown attack {a.name!r}; "
                             f"allowed: {', '.join(ATTACKS.allowed())}")
@@ -343,8 +369,26 @@ def validate_names(spec: GridSpec, path: Path) -> None:
                             f"method of this grid; allowed: {', '.join(labels)}")
     if spec.transfer is not None:
         check_attack("transfer.attack", spec.transfer.attack, spec.transfer.attack.eps)
+    if spec.checks.large_eps is not None:
+        large = spec.checks.large_eps
+        norm, eps = large.radius(spec.train_threat.norm)
+        check_attack("checks.large_eps", large.model_copy(update={"norm": norm}),
+                     0.5 if eps is None else eps)
     if problems:
         raise SpecError("\n".join([f"{path}: invalid grid spec", *problems]))
+
+
+def _budget_problems(comp, budget: BudgetSpec) -> list[str]:
+    """Why a modifier's mechanism could not act before training ends (AccelAT's window,
+    CAPER's τ, ADMM's schedule), from each modifier's ``check_budget``."""
+    from bench.api import Budget
+
+    granted = Budget(budget.epochs, budget.batch_size)
+    try:
+        comp.epochs(granted)
+    except Exception:  # noqa: BLE001  (a submitted base whose epochs() reads the data:
+        return []      # its training cells will say what goes wrong)
+    return comp.budget_problems(granted)
 
 
 def _model_problem(comp, arch: str, cache: dict) -> str | None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bench._method import Base, MethodConfig, Modifier
+from bench._method import Base, Budget, MethodConfig, Modifier, planning_context
 from bench._method_registry import METHODS
 from bench.plugins._loading import load_builtin_methods
 from bench.registry import UnknownNameError
@@ -32,6 +32,21 @@ class Composition:
     def resolved_config(self) -> dict[str, dict[str, Any]]:
         parts = [self.base, *self.modifiers]
         return {p.name: p.config.model_dump(mode="json") for p in parts}
+
+    def epochs(self, budget: Budget) -> int:
+        """Passes over the data the base makes of ``budget`` (Free-AT: epochs / replays)."""
+        return self.base.epochs(planning_context(budget))
+
+    def budget_problems(self, budget: Budget) -> list[str]:
+        """Each modifier's reason its mechanism could not act within ``budget``
+        (``Modifier.check_budget``), said with the epochs the base makes of it."""
+        epochs = self.epochs(budget)
+        problems = [p for mod in self.modifiers if (p := mod.check_budget(epochs)) is not None]
+        if problems and epochs != budget.epochs:
+            # the reason names the run's epochs; say where they come from
+            problems = [f"{p} ({self.base.name} turns the budget's {budget.epochs} epochs "
+                        f"into {epochs})" for p in problems]
+        return problems
 
 
 def split_name(name: str) -> list[str]:

@@ -71,6 +71,10 @@ TABLES: dict[str, pa.Schema] = {
         ("created_at", _t),
         ("execution", _s),  # "dense", or "sparse" for pruned weights run as sparse tensors
         ("load_avg", _f),
+        # the spread of the timed calls around their median (p50) and how many there were;
+        # null in rows written before they were recorded, and in skipped rows
+        ("latency_ms_p10", _f), ("latency_ms_p25", _f), ("latency_ms_p75", _f),
+        ("latency_repeats", _i),
     ]),
     "corruption": pa.schema([
         ("run_id", _s), ("eval_id", _s), ("corruption", _s), ("severity", _i),
@@ -100,6 +104,15 @@ TABLES: dict[str, pa.Schema] = {
     ]),  # sample_id: index into the dataset's original training set
     "layer_sparsity": pa.schema([
         ("run_id", _s), ("layer", _s), ("params", _i), ("nonzero", _i),
+    ]),
+    # What a modifier's mechanism did, one row per event (``TrainContext.record_mechanism``):
+    # modifier: its registry name; epoch: the epoch the event belongs to (0-based; an event
+    # after the last epoch has epoch = the run's epochs); event: the modifier's word for it
+    # (``removed``, ``lr_change``, ``subnets``, ``hard_prune``, ...); value: its one number;
+    # detail: JSON of the rest. Runs trained before the table existed have no rows.
+    "mechanism": pa.schema([
+        ("run_id", _s), ("modifier", _s), ("epoch", _i), ("event", _s), ("value", _f),
+        ("detail", _s),
     ]),
     # Who submitted what (``perbench submit`` / ``perbench eval-model``): runs.submission_id
     # points here; built-in methods have none. source: the submitted file's name, or
@@ -133,7 +146,7 @@ TABLES: dict[str, pa.Schema] = {
 }
 
 # Tables a method may write through ``TrainContext.emit``; run_id is filled in by the harness.
-METHOD_TABLES = ("removed_samples", "layer_sparsity")
+METHOD_TABLES = ("removed_samples", "layer_sparsity", "mechanism")
 
 
 def register_table(name: str, schema: pa.Schema) -> None:

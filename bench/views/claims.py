@@ -4,35 +4,63 @@ A leaderboard may carry ``claims.yaml``: each claim sets a method against a base
 method labels of the grid, as in ``perbench compare``) and says, per metric, what the
 paper leads one to expect:
 
-- ``higher`` / ``lower``: the method's mean over seeds is above / below the baseline's;
+- ``higher`` / ``lower``: the method's value is above / below the baseline's;
 - ``keep``: it is no worse than the baseline by more than ``tolerance`` (an absolute
-  difference for accuracies, default 0.01 = 1 point; a fraction of the baseline for costs,
-  default 0.01 = 1%).
+  difference for accuracies, default 0.01 = 1 point; a fraction of the baseline's mean for
+  costs, default 0.01 = 1%).
 
-Verdicts, per (dataset, arch, metric), use the same seed-to-seed spread as ``compare``
-(the sum of the two standard deviations): ``supported`` when the difference points the
-expected way and is larger than the spread (for ``keep``: within the tolerance, or
-better); ``contradicted`` when it points the other way by more than the spread (for
-``keep``: worse than the tolerance by more than the spread); ``within noise`` otherwise;
-``one seed`` when either side has a single seed, so there is no spread to judge by; and
-``no results`` while either method has none. A claim is ``supported`` when every one of
-its metrics is, ``not supported`` when any is contradicted, else ``inconclusive``.
+Each (claim, dataset, arch, metric) is one test of the difference method − baseline, with
+the test its data allow (bench.views.difference: paired bootstrap on shared seeds and
+points, unpaired from counts for rows without per-point results, over seeds for timings,
+exact for FLOPs and parameter counts), a 95% interval ``[lo, hi]`` and a two-sided
+bootstrap p-value. The rule (docs/conventions.md#comparisons-and-claims):
+
+- ``higher`` / ``lower``: ``supported`` when the interval excludes 0 in the expected
+  direction, ``contradicted`` when it excludes 0 the other way;
+- ``keep`` (non-inferiority, margin ``m`` = the tolerance in the metric's units):
+  ``supported`` when the interval lies above ``−m`` on the better side (accuracies:
+  ``lo > −m``; costs: ``hi < +m``), ``contradicted`` when it lies wholly beyond the margin
+  on the worse side; its p-value tests ``difference = margin``, not 0;
+- and in both, ``supported`` / ``contradicted`` also need the Holm-adjusted p-value below
+  0.05, Holm's correction taken over every distinct test of the claims file that has a
+  p-value and at least two seeds (the percentile interval excludes the null exactly when
+  the raw p is below about 0.05, so with a single test the two rules agree; with many,
+  Holm's is the stricter);
+- otherwise ``within noise``. An exact difference (FLOPs, parameter counts equal across
+  seeds) is judged by its sign (for ``keep``: against the margin), with no p-value and
+  outside Holm's family. ``one seed``: the test had a single seed (shown, with an interval
+  over points only where points exist, but not judged: the seed-to-seed spread is
+  unknown); ``no results`` while either method has none.
+
+A claim is ``supported`` when every one of its metrics is, ``not supported`` when any is
+contradicted, else ``inconclusive``. A caller that knows a method's mechanism did not act
+in its runs (``evaluate``'s ``not_acted``) overrides that: ``mechanism did not act``, with
+the reason, whatever the metrics say (their own verdicts are still shown).
 """
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bench.formats import format_value
 from bench.results.board import BoardError, read_yaml_mapping, validation_message
 from bench.views.columns import is_metric, is_percent, lower_is_better
-from bench.views.compare import compare
+from bench.views.compare import format_diff, format_estimate, format_n, format_p
+from bench.views.difference import EXACT, LEVEL, N_BOOT, SHORT, difference
+from bench.views.evidence import Evidence
+from bench.views.stats import holm, verdict
 
 Expectation = Literal["higher", "lower", "keep"]
+ALPHA = 0.05
+SUPPORTED, CONTRADICTED, WITHIN_NOISE = "supported", "contradicted", "within noise"
+ONE_SEED, NO_RESULTS = "one seed", "no results"
+NOT_ACTED = "mechanism did not act"
 
 
 class Claim(BaseModel):
@@ -93,77 +121,196 @@ def _may_appear(metric: str) -> bool:
     return is_metric(metric)
 
 
-def metric_verdict(expect: Expectation, row: pd.Series | None, tolerance: float) -> str:
-    """One (dataset, arch, metric) row of ``compare`` judged against an expectation."""
-    if row is None:
-        return "no results"
-    if row["a_seeds"] < 2 or row["b_seeds"] < 2:
-        return "one seed"
-    delta, spread = row["delta"], row["a_std"] + row["b_std"]
-    if expect == "keep":
-        # Signed so that positive = better, whichever way the metric is read.
-        gain = -delta if lower_is_better(row["metric"]) else delta
-        allowed = tolerance if is_percent(row["metric"]) else tolerance * abs(row["a"])
-        if gain >= -allowed:
-            return "supported"
-        return "contradicted" if -gain > allowed + spread else "within noise"
-    toward = delta > 0 if expect == "higher" else delta < 0
-    if abs(delta) <= spread or delta == 0:
-        return "within noise"
-    return "supported" if toward else "contradicted"
+def keep_margin(metric: str, tolerance: float, baseline_mean: float) -> float:
+    """The tolerance of ``keep`` in the metric's units, as a bound on method − baseline:
+    ``−tolerance`` for accuracies (absolute), ``+tolerance · |baseline|`` for costs (lower
+    is better, relative)."""
+    allowed = tolerance if is_percent(metric) else tolerance * abs(baseline_mean)
+    return allowed if lower_is_better(metric) else -allowed
+
+
+def metric_verdict(row: Mapping | None, alpha: float = ALPHA) -> str:
+    """One test (a row of ``evaluate``: expect, metric, diff, lo, hi, margin, test,
+    n_seeds, p_adjusted) judged against its expectation; see the module docstring."""
+    if row is None or pd.isna(row["diff"]):
+        return NO_RESULTS
+    exact = row["test"] == EXACT
+    if not exact and row["n_seeds"] < 2:
+        return ONE_SEED
+    p = None if exact else row["p_adjusted"]
+    diff, lo, hi = row["diff"], row["lo"], row["hi"]
+    if row["expect"] != "keep":
+        return verdict(diff, lo, hi, row["expect"], p=p, alpha=alpha)
+    if lower_is_better(row["metric"]):  # better = negative: flip so that better is up
+        diff, lo, hi = -diff, -hi, -lo
+    return verdict(diff, lo, hi, "keep", abs(row["margin"]), p=p, alpha=alpha)
 
 
 def claim_verdict(verdicts: list[str]) -> str:
-    if verdicts and all(v == "supported" for v in verdicts):
+    """Every metric supported: ``supported``; any contradicted: ``not supported``; else
+    (within noise, one seed, no results) ``inconclusive``."""
+    if verdicts and all(v == SUPPORTED for v in verdicts):
         return "supported"
-    if "contradicted" in verdicts:
+    if CONTRADICTED in verdicts:
         return "not supported"
     return "inconclusive"
 
 
-def evaluate(claims: list[Claim], metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per (claim, dataset, arch, metric): both sides as mean ± std over seeds, the
-    difference, the metric's verdict and its claim's overall verdict."""
+COLUMNS = ["claim_id", "paper", "claim", "baseline", "method", "dataset", "arch", "metric",
+           "expect", "tolerance", "margin", "baseline_mean", "baseline_lo", "baseline_hi",
+           "baseline_seeds", "method_mean", "method_lo", "method_hi", "method_seeds", "diff",
+           "lo", "hi", "p", "p_adjusted", "n_seeds", "n_points", "test", "verdict", "note",
+           "claim_verdict", "claim_reason"]
+
+
+def evaluate(claims: list[Claim], metrics: pd.DataFrame, evidence: Evidence | None = None, *,
+             not_acted: Mapping[str, str] | None = None, alpha: float = ALPHA,
+             level: float = LEVEL, n_boot: int = N_BOOT) -> pd.DataFrame:
+    """One row per (claim, dataset, arch, metric): both sides' means and intervals, the
+    difference method − baseline with its interval, raw and Holm-adjusted p-values, the
+    seeds and points the test used, the test, the metric's verdict and its claim's.
+
+    ``metrics``: ``per_run_metrics``; ``evidence``: ``metric_evidence`` of the same tables
+    (without it accuracies are compared over seeds only). ``not_acted``: method label →
+    why its mechanism did not act in its runs; a claim about that method gets the verdict
+    ``mechanism did not act`` and the reason in ``claim_reason``.
+    """
     rows = []
+    done: dict[tuple, dict] = {}  # claims often repeat a comparison: test it once
     for i, claim in enumerate(claims):
-        try:
-            result = compare(metrics, claim.baseline, claim.method)
-        except ValueError:  # a side has no finished runs yet
-            result = pd.DataFrame(columns=["dataset", "arch", "metric"])
+        base = {"claim_id": i, "paper": claim.paper, "claim": claim.claim,
+                "baseline": claim.baseline, "method": claim.method,
+                "tolerance": claim.tolerance, "note": claim.note}
+        a_all = metrics[metrics["method"] == claim.baseline]
+        b_all = metrics[metrics["method"] == claim.method]
+        places = sorted(set(zip(a_all["dataset"], a_all["arch"]))
+                        & set(zip(b_all["dataset"], b_all["arch"])))
         if claim.archs is not None:
-            result = result[result["arch"].isin(claim.archs)]
-        places = result[["dataset", "arch"]].drop_duplicates().itertuples(index=False)
-        places = list(places) or [(None, None)]
-        claim_rows = []
-        for dataset, arch in places:
-            here = result[(result["dataset"] == dataset) & (result["arch"] == arch)]
+            places = [p for p in places if p[1] in claim.archs]
+        for dataset, arch in places or [(None, None)]:
+            a = a_all[(a_all["dataset"] == dataset) & (a_all["arch"] == arch)]
+            b = b_all[(b_all["dataset"] == dataset) & (b_all["arch"] == arch)]
             for metric, expect in claim.expect.items():
-                match = here[here["metric"] == metric]
-                row = None if match.empty else match.iloc[0]
-                claim_rows.append({
-                    "claim_id": i, "paper": claim.paper, "claim": claim.claim,
-                    "baseline": claim.baseline, "method": claim.method, "dataset": dataset,
-                    "arch": arch, "metric": metric, "expect": expect,
-                    **_sides(row, metric),
-                    "verdict": metric_verdict(expect, row, claim.tolerance),
-                    "note": claim.note,
-                })
-        overall = claim_verdict([r["verdict"] for r in claim_rows])
-        rows += [{**r, "claim_verdict": overall} for r in claim_rows]
-    return pd.DataFrame(rows)
+                here = {**base, "dataset": dataset, "arch": arch, "metric": metric,
+                        "expect": expect}
+                key = (claim.baseline, claim.method, dataset, arch, metric, expect,
+                       claim.tolerance)
+                if key not in done:
+                    done[key] = _test(metric, expect, claim.tolerance, a, b, evidence,
+                                      level=level, n_boot=n_boot)
+                rows.append({**here, **done[key], "_key": key})
+    result = pd.DataFrame(rows, columns=[*(c for c in COLUMNS if c not in (
+        "p_adjusted", "verdict", "claim_verdict", "claim_reason")), "_key"])
+    # Holm over every distinct test that can decide a verdict (a p-value and two seeds or
+    # more); a comparison two claims share counts once.
+    family = result[result["p"].notna() & (result["n_seeds"].fillna(0) >= 2)]
+    distinct = family.drop_duplicates("_key")
+    adjusted = dict(zip(distinct["_key"], holm(distinct["p"].astype(float))))
+    result["p_adjusted"] = [adjusted.get(k, np.nan) for k in result["_key"]]
+    result["verdict"] = [metric_verdict(r, alpha) for _, r in result.iterrows()]
+    overall = {i: claim_verdict(list(g["verdict"])) for i, g in result.groupby("claim_id")}
+    reason: dict[int, str | None] = {i: None for i in overall}
+    # The one place a claim's verdict is overridden: its method's mechanism did not act.
+    for i, claim in enumerate(claims):
+        if not_acted and claim.method in not_acted:
+            overall[i], reason[i] = NOT_ACTED, not_acted[claim.method]
+    result["claim_verdict"] = result["claim_id"].map(overall)
+    result["claim_reason"] = result["claim_id"].map(reason)
+    return result[COLUMNS]
 
 
-def _sides(row: pd.Series | None, metric: str) -> dict:
-    if row is None:
-        return {"baseline_value": "", "method_value": "", "delta": math.nan,
-                "seeds": ""}
-    percent = is_percent(metric)
-    delta = f"{100 * row['delta']:+.1f}" if percent else f"{row['delta'] / row['a']:+.1%}"
-    return {
-        "baseline_value": format_value(row["a"], row["a_std"], percent),
-        "method_value": f"{format_value(row['b'], row['b_std'], percent)} ({delta})",
-        "delta": row["delta"], "seeds": f"{row['a_seeds']}/{row['b_seeds']}",
-    }
+def _test(metric: str, expect: str, tolerance: float, a: pd.DataFrame, b: pd.DataFrame,
+          evidence: Evidence | None, **kw) -> dict:
+    """The numbers of one (claim, place, metric); NaN ones where a side has no results."""
+    empty = {k: math.nan for k in ("margin", "baseline_mean", "baseline_lo", "baseline_hi",
+                                   "method_mean", "method_lo", "method_hi", "diff", "lo", "hi",
+                                   "p", "n_seeds", "n_points")}
+    empty.update(test=None, baseline_seeds=0, method_seeds=0)
+    if metric not in a or metric not in b or a[metric].isna().all() or b[metric].isna().all():
+        return {**empty, "baseline_seeds": int(a.get(metric, pd.Series()).notna().sum()),
+                "method_seeds": int(b.get(metric, pd.Series()).notna().sum())}
+    margin = (keep_margin(metric, tolerance, a[metric].mean()) if expect == "keep" else 0.0)
+    res = difference(metric, a, b, evidence, null=margin, **kw)
+    return {"margin": margin, "baseline_mean": res["a"], "baseline_lo": res["a_lo"],
+            "baseline_hi": res["a_hi"], "baseline_seeds": res["a_seeds"],
+            "method_mean": res["b"], "method_lo": res["b_lo"], "method_hi": res["b_hi"],
+            "method_seeds": res["b_seeds"], "diff": res["diff"], "lo": res["lo"],
+            "hi": res["hi"], "p": res["p"], "n_seeds": res["n_seeds"],
+            "n_points": math.nan if res["n_points"] is None else res["n_points"],
+            "test": res["test"]}
+
+
+def _as_compare(r: pd.Series) -> dict:
+    """A claims row in ``compare``'s names, for its formatters."""
+    return {"a": r["baseline_mean"], "diff": r["diff"], "lo": r["lo"], "hi": r["hi"],
+            "p": r["p"], "test": r["test"], "n_seeds": r["n_seeds"],
+            "n_points": r["n_points"], "a_seeds": r["baseline_seeds"],
+            "b_seeds": r["method_seeds"]}
+
+
+def formatted(result: pd.DataFrame) -> pd.DataFrame:
+    """``evaluate``'s numbers as text, one row per row: ``baseline`` and ``method`` as
+    ``mean [lo, hi]``, ``difference`` as ``diff [lo, hi]`` (points for accuracies, relative
+    to the baseline for costs), ``p`` raw and ``p (Holm)`` adjusted, ``n`` (seeds×points
+    per seed), ``test`` (short name)."""
+    out = []
+    for _, r in result.iterrows():
+        if pd.isna(r["diff"]):
+            out.append({"baseline": "", "method": "", "difference": "", "p": "",
+                        "p (Holm)": "", "n": "", "test": ""})
+            continue
+        percent = is_percent(r["metric"])
+        row = _as_compare(r)
+        out.append({
+            "baseline": format_estimate(r["baseline_mean"], r["baseline_lo"], r["baseline_hi"],
+                                        r["metric"]),
+            "method": format_estimate(r["method_mean"], r["method_lo"], r["method_hi"],
+                                      r["metric"]),
+            "difference": format_diff({**row, "p": math.nan}, percent),
+            "p": format_p(r["p"]).removeprefix("p="),
+            "p (Holm)": format_p(r["p_adjusted"]).removeprefix("p="),
+            "n": format_n(row), "test": SHORT.get(r["test"], r["test"])})
+    return pd.DataFrame(out, index=result.index,
+                        columns=["baseline", "method", "difference", "p", "p (Holm)", "n",
+                                 "test"])
+
+
+def _number(v) -> float | int | None:
+    """A JSON number: None for a missing value, int for a count, float otherwise."""
+    if v is None or pd.isna(v):
+        return None
+    return int(v) if isinstance(v, (int, np.integer)) else float(v)
+
+
+def to_json(result: pd.DataFrame) -> str:
+    """The claims as JSON: a list of claims (paper, claim, baseline, method, verdict,
+    reason, note), each with its tests (dataset, arch, metric, expect, both sides' mean and
+    interval, diff, lo, hi, margin, p, p_adjusted, n_seeds, n_points, test, verdict)."""
+    claims = []
+    for _, group in result.groupby("claim_id", sort=True):
+        first = group.iloc[0]
+        tests = []
+        for _, r in group.iterrows():
+            tests.append({
+                "dataset": _text(r["dataset"]), "arch": _text(r["arch"]), "metric": r["metric"],
+                "expect": r["expect"],
+                **{k: _number(r[k]) for k in (
+                    "baseline_mean", "baseline_lo", "baseline_hi", "baseline_seeds",
+                    "method_mean", "method_lo", "method_hi", "method_seeds", "diff", "lo",
+                    "hi", "margin", "p", "p_adjusted")},
+                "n_seeds": None if pd.isna(r["n_seeds"]) else int(r["n_seeds"]),
+                "n_points": None if pd.isna(r["n_points"]) else int(r["n_points"]),
+                "test": _text(r["test"]), "verdict": r["verdict"]})
+        claims.append({"paper": first["paper"], "claim": first["claim"],
+                       "baseline": first["baseline"], "method": first["method"],
+                       "verdict": first["claim_verdict"], "reason": _text(first["claim_reason"]),
+                       "note": _text(first["note"]), "tolerance": float(first["tolerance"]),
+                       "metrics": tests})
+    return json.dumps(claims, indent=2, ensure_ascii=False, allow_nan=False)
+
+
+def _text(v) -> str | None:
+    return v if isinstance(v, str) else None
 
 
 def render(result: pd.DataFrame, fmt: str = "table") -> str:
@@ -172,22 +319,28 @@ def render(result: pd.DataFrame, fmt: str = "table") -> str:
     into notes and papers: the plain table is wide)."""
     from tabulate import tabulate
 
+    text = formatted(result)
     table = []
     for _, group in result.groupby("claim_id", sort=True):
-        for k, (_, r) in enumerate(group.iterrows()):
+        for k, (idx, r) in enumerate(group.iterrows()):
             arch = r["arch"] if isinstance(r["arch"], str) else ""
             metric = f"{r['metric']} ({r['expect']})"
-            values = [r["baseline_value"], r["method_value"], r["seeds"], r["verdict"]]
+            t = text.loc[idx]
+            values = [t["baseline"], t["method"], t["difference"], t["p"], t["p (Holm)"],
+                      t["n"], t["test"], r["verdict"]]
+            overall = r["claim_verdict"]
+            if isinstance(r["claim_reason"], str):
+                overall = f"{overall} ({r['claim_reason']})"
             if fmt == "markdown":
                 claim = (f"**{r['paper']}**: {r['claim']} (`{r['method']}` vs "
-                         f"`{r['baseline']}`) → **{r['claim_verdict']}**")
+                         f"`{r['baseline']}`) → **{overall}**")
                 table.append([claim if k == 0 else "", arch, metric, *values])
             else:
-                claim = (f"{r['claim']} ({r['method']} vs {r['baseline']}): "
-                         f"{r['claim_verdict'].upper()}")
+                claim = f"{r['claim']} ({r['method']} vs {r['baseline']}): {overall.upper()}"
                 table.append([r["paper"] if k == 0 else "", claim if k == 0 else "", arch,
                               metric, *values])
-    tail = ["metric (expected)", "baseline", "method", "seeds", "verdict"]
+    tail = ["metric (expected)", "baseline", "method", "difference", "p", "p (Holm)", "n",
+            "test", "verdict"]
     if fmt == "markdown":
         return tabulate(table, headers=["claim", "arch", *tail], tablefmt="github",
                         disable_numparse=True)

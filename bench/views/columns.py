@@ -22,12 +22,16 @@ from bench.formats import (
     format_count,
     format_flops,
     format_pct,
+    format_pct_ci,
+    format_rank,
     short_source,
 )
+from bench.views.ranking import INTERVAL_SUFFIXES
 
 Better = Literal["higher", "lower"] | None
 # How values read: "text" as they are (or through the column's ``text``); "int" a whole
-# number; "percent" a fraction shown as a percentage with its ``<name>_std`` spread;
+# number; "percent" a fraction shown as a percentage with its interval ``<name>_lo``,
+# ``<name>_hi`` (else its ``<name>_std`` spread);
 # "flops" with an SI unit; "seconds" and "latency" (ms) to fixed decimals; "count" in k/M.
 Format = Literal["text", "int", "percent", "flops", "seconds", "latency", "count"]
 
@@ -50,6 +54,9 @@ class Column:
     shown: Callable[[pd.DataFrame, str], bool] | None = None
     family: bool = False
     in_table: bool = True  # False: a metric with a direction that no table shows itself
+    # An exact count (FLOPs, parameters): no interval; in text a "~" marks a row whose
+    # seeds disagree (the frame's ``deterministic`` column lists the measures they agree on).
+    exact: bool = False
 
     def header(self, unit: str | None = None) -> str:
         """``clean %``, ``train FLOPs``; ``unit`` replaces the declared one (a scaled unit)."""
@@ -80,17 +87,29 @@ class Column:
             return self.text(frame, self.name)
         values = frame[self.name]
         if self.format == "percent":
-            std = frame.get(f"{self.name}_std", pd.Series(float("nan"), index=frame.index))
-            return [format_pct(m, s) for m, s in zip(values, std)]
+            # the interval where there is one, else the spread over seeds (an old runs
+            # table without n_test has no counts for clean accuracy's interval)
+            missing = pd.Series(float("nan"), index=frame.index)
+            std, lo, hi = (frame.get(f"{self.name}{s}", missing) for s in ("_std", "_lo", "_hi"))
+            return [format_pct(m, sd) if pd.isna(a) or pd.isna(b) else format_pct_ci(m, a, b)
+                    for m, sd, a, b in zip(values, std, lo, hi)]
         if self.format == "flops":
-            return values.map(format_flops)
+            return self._marked(frame, values.map(format_flops))
         if self.format == "count":
-            return values.map(format_count)
+            return self._marked(frame, values.map(format_count))
         if self.format == "int":
             return values.map(lambda v: "" if pd.isna(v) else str(v))
         if self.format == "seconds":
             return values.map(lambda s: "" if pd.isna(s) else f"{s:.1f}")
         return values
+
+    def _marked(self, frame: pd.DataFrame, texts: pd.Series) -> pd.Series:
+        """``~`` before an exact count whose seeds disagree (the mean is shown)."""
+        if not self.exact or "deterministic" not in frame:
+            return texts
+        return pd.Series([f"~{t}" if t and isinstance(d, str) and self.name not in d.split(",")
+                          else t for t, d in zip(texts, frame["deterministic"])],
+                         index=frame.index)
 
 
 def _varies(frame: pd.DataFrame, name: str) -> bool:
@@ -118,6 +137,19 @@ def _latency_text(frame: pd.DataFrame, name: str) -> list[str]:
             for ms, why in zip(frame[name], skipped)]
 
 
+def _rank_text(frame: pd.DataFrame, name: str) -> list[str]:
+    """``3 (2–6)``: the rank and the best and worst rank its interval allows."""
+    missing = pd.Series(pd.NA, index=frame.index)
+    return [format_rank(r, lo, hi) for r, lo, hi in
+            zip(frame[name], frame.get("rank_lo", missing), frame.get("rank_hi", missing))]
+
+
+def _breaks_text(frame: pd.DataFrame, name: str) -> list[str]:
+    """``3/100``: points broken, of the points AutoAttack and the ensemble both evaluated."""
+    return ["" if pd.isna(k) or pd.isna(n) else f"{int(k)}/{int(n)}"
+            for k, n in zip(frame[name], frame["crosscheck_n"])]
+
+
 def _status_text(frame: pd.DataFrame, name: str) -> list[str]:
     return [s if s != "partial" else f"{f} of {f + n} failed"
             for s, f, n in zip(frame[name], frame["failed"], frame["seeds"])]
@@ -125,7 +157,11 @@ def _status_text(frame: pd.DataFrame, name: str) -> list[str]:
 
 # The leaderboard's columns, in the order tables show them.
 COLUMNS: tuple[Column, ...] = (
-    Column("rank", "#", format="int"),
+    Column("rank", "#", format="int", text=_rank_text,
+           help="rank (best–worst rank its 95% interval allows)"),
+    Column("tie_group", "tie", format="int",
+           help="tie group: 1 holds the rows whose interval reaches the best row's; each "
+                "next group starts at the best row left"),
     Column("method", "method"),
     Column("pareto", "Pareto", text=lambda f, c: f[c].map(lambda p: "★" if p else ""),
            help="★: no other row is at least as good on clean and robust accuracy, "
@@ -136,14 +172,23 @@ COLUMNS: tuple[Column, ...] = (
     Column("clean_acc", "clean", "%", "higher", "percent"),
     # the ranking attack's accuracy: it repeats that attack's own robust_<attack> column
     Column("robust_acc", "robust", "%", "higher", "percent", in_table=False),
+    Column("robust_worst", "worst case", "%", "higher", "percent",
+           help="per point: robust only where every attack of the ensemble failed"),
     Column("robust_", "", "%", "higher", "percent", family=True),
+    Column("aa_only_breaks", "AA-only", text=_breaks_text,
+           help="points robust under the ensemble that AutoAttack broke (expected: it is "
+                "the stronger attack), of the points both evaluated"),
+    Column("ensemble_only_breaks", "ensemble-only", text=_breaks_text,
+           help="points AutoAttack left robust that the ensemble broke (unexpected), of "
+                "the points both evaluated"),
     Column("corruption_acc", "corrupt", "%", "higher", "percent"),
     Column("mce", "mCE", "%", "lower", "percent"),
-    Column("train_flops", "train", "FLOPs", "lower", "flops"),
+    Column("train_flops", "train", "FLOPs", "lower", "flops", exact=True),
     Column("train_seconds", "train", "s", "lower", "seconds"),
-    Column("infer_flops", "infer", "FLOPs/img", "lower", "flops"),
-    Column("params", "params", format="count"),
-    Column("nonzero_params", "nonzero", better="lower", format="count", shown=_pruned),
+    Column("infer_flops", "infer", "FLOPs/img", "lower", "flops", exact=True),
+    Column("params", "params", format="count", exact=True),
+    Column("nonzero_params", "nonzero", better="lower", format="count", shown=_pruned,
+           exact=True),
     Column("latency_ms_", "", "ms", "lower", "latency", text=_latency_text, family=True,
            help="p50 single-image latency"),
     Column("source", "source", text=lambda f, c: f[c].map(short_source),
@@ -158,13 +203,14 @@ _FAMILIES = tuple(c for c in COLUMNS if c.family)
 
 
 def _in_family(name: str, family: Column) -> bool:
-    return (name.startswith(family.name) and not name.endswith("_std")
+    return (name.startswith(family.name) and not name.endswith(INTERVAL_SUFFIXES)
             and name not in _BY_NAME)
 
 
 def column(name: str) -> Column | None:
     """The declaration of a frame column (a family's member included); None for columns
-    no table shows (``<name>_std`` spreads, ids, provenance details)."""
+    no table shows (``<name>_std`` spreads, ``_lo``/``_hi`` bounds, ``_n`` counts, ids,
+    provenance details)."""
     if name in _BY_NAME:
         return _BY_NAME[name]
     family = next((f for f in _FAMILIES if _in_family(name, f)), None)

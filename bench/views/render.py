@@ -1,7 +1,10 @@
 """``perbench show``: a leaderboard as a terminal table, markdown, CSV or JSON.
 
-The table and markdown formats are for people (percentages with their spread, FLOPs with
-units); CSV and JSON carry the full-precision frame for notebooks and scripts.
+The table and markdown formats are for people (percentages with their 95% interval, the
+rank with the range its interval allows, FLOPs with units); CSV and JSON carry the
+full-precision frame for notebooks and scripts, and JSON adds to each row a ``ranking``
+object (the ranking metric, its value, points per seed, seeds, interval, rank range and tie
+group) and ``deterministic`` (per exact count, whether the seeds agree).
 """
 from __future__ import annotations
 
@@ -22,7 +25,9 @@ from bench.views.leaderboard import (
     load_tables,
     skipped_profiles,
 )
+from bench.views.ranking import DETERMINISTIC_MEASURES
 from bench.views.speed import latest_speed
+from bench.views.timing import load_note
 
 FORMATS = ("table", "csv", "json", "markdown")
 
@@ -35,8 +40,8 @@ def render(results_dir: Location, fmt: str = "table", provenance: bool = False,
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
     results_dir = location(results_dir)
-    frame, note = leaderboard_frame(load_tables(results_dir),
-                                    mce_reference=mce_reference(results_dir, board))
+    tables = load_tables(results_dir)
+    frame, note = leaderboard_frame(tables, mce_reference=mce_reference(results_dir, board))
     if fmt == "csv":
         return frame.to_csv(index=False)
     if fmt == "json":
@@ -53,6 +58,11 @@ def render(results_dir: Location, fmt: str = "table", provenance: bool = False,
     table = tabulate(shown, headers="keys", showindex=False, colalign=align,
                      tablefmt="pipe" if fmt == "markdown" else "simple", disable_numparse=True)
     notes = [f"failed: {line}" for line in failures(frame)] + skipped_profiles(frame)
+    if shown.apply(lambda col: col.astype(str).str.startswith("~")).any().any():
+        notes.append("~: the seeds' counts differ (their mean is shown)")
+    loaded = load_note(tables["runs"], tables["robustness"], tables["latency"])
+    if loaded:
+        notes.append(loaded)
     if provenance:
         reference = [provenance_table(frame, fmt), *reference]
     if fmt == "markdown":
@@ -118,11 +128,36 @@ def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
-    """JSON-safe records: NaN and NA become null, numpy scalars become Python numbers."""
+    """JSON-safe records: NaN and NA become null, numpy scalars become Python numbers; each
+    with its ``ranking`` and ``deterministic`` objects (see the module's docstring)."""
     def plain(value):
         if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
             return None
         return value.item() if hasattr(value, "item") else value
 
-    return [{k: plain(v) for k, v in row.items()}
-            for row in frame.astype(object).to_dict(orient="records")]
+    records = []
+    for row in frame.astype(object).to_dict(orient="records"):
+        record = {k: plain(v) for k, v in row.items()}
+        record["ranking"] = ranking_record(record)
+        equal = (record.get("deterministic") or "").split(",")
+        record["deterministic"] = {m: m in equal for m in DETERMINISTIC_MEASURES
+                                   if record.get(m) is not None}
+        records.append(record)
+    return records
+
+
+def ranking_record(record: dict) -> dict:
+    """What ranked one row, with its uncertainty: ``metric`` (the column), ``value``, ``n``
+    (points per seed), ``seeds``, ``lo``/``hi`` (95% interval), ``rank`` with ``rank_lo``/
+    ``rank_hi``, ``tie_group``, and ``attacks`` (the worst case's ensemble, else null)."""
+    metric = record.get("rank_by")
+    ensemble = record.get("ensemble")
+    return {"metric": metric,
+            "value": record.get(metric) if metric else None,
+            "n": record.get(f"{metric}_n") if metric else None,
+            "seeds": record.get(f"{metric}_seeds") if metric else None,
+            "lo": record.get(f"{metric}_lo") if metric else None,
+            "hi": record.get(f"{metric}_hi") if metric else None,
+            "rank": record.get("rank"), "rank_lo": record.get("rank_lo"),
+            "rank_hi": record.get("rank_hi"), "tie_group": record.get("tie_group"),
+            "attacks": ensemble.split(",") if ensemble else None}

@@ -12,8 +12,10 @@ one normal quantile) and deterministic given ``seed``.
 - :func:`hierarchical_bootstrap_ci`: mean over seeds of each seed's mean, with the
   two-level (seeds, then points) bootstrap of Saravanan et al. 2020.
 - :func:`paired_bootstrap`: the difference b − a of two methods on the same points and
-  paired seeds, with a percentile interval and a two-sided bootstrap p-value.
-- :func:`verdict`: ``supported`` / ``contradicted`` / ``within noise`` from an interval.
+  paired seeds, with a percentile interval and a two-sided bootstrap p-value;
+  :func:`unpaired_bootstrap` the same where the points cannot be paired.
+- :func:`verdict`: ``supported`` / ``contradicted`` / ``within noise`` from an interval
+  (and, when given, an adjusted p-value).
 - :func:`holm`: Holm–Bonferroni adjusted p-values.
 - :func:`tie_groups` and :func:`rank_intervals`: what a ranking can claim given the CIs.
 - :func:`binomial_ci` (Wilson) for a single run and attack; :func:`deterministic` for
@@ -203,8 +205,17 @@ def _pair(a_per_seed, b_per_seed) -> tuple[list, list]:
     return list(a_per_seed)[:m], list(b_per_seed)[:m]
 
 
+def _p_value(replicates: np.ndarray, null: float) -> float:
+    """Two-sided percentile-bootstrap p-value of ``difference = null``: see
+    :func:`paired_bootstrap`."""
+    n_boot = replicates.size
+    below = (1 + np.count_nonzero(replicates <= null)) / (n_boot + 1)
+    above = (1 + np.count_nonzero(replicates >= null)) / (n_boot + 1)
+    return float(min(1.0, 2.0 * min(below, above)))
+
+
 def paired_bootstrap(a_per_seed, b_per_seed, *, level: float = 0.95, n_boot: int = 2000,
-                     seed: int = 0, resample: str = "auto") -> dict:
+                     seed: int = 0, resample: str = "auto", null: float = 0.0) -> dict:
     """The difference b − a of two methods on the same points and paired seeds.
 
     Seed ``s`` of method a is paired with seed ``s`` of method b (sequences: by position;
@@ -224,11 +235,13 @@ def paired_bootstrap(a_per_seed, b_per_seed, *, level: float = 0.95, n_boot: int
     Returns a dict:
 
     - ``diff``: observed b − a; ``lo``, ``hi``: percentile interval at ``level``;
-    - ``p``: two-sided bootstrap p-value
-      ``min(1, 2 · min((1 + #{d* ≤ 0}) / (B + 1), (1 + #{d* ≥ 0}) / (B + 1)))`` over the
-      ``B = n_boot`` replicates ``d*``; the +1 counts the observed sample among the
-      resamples, so p is never 0 (at least ``2 / (B + 1)``). It is the percentile-interval
-      p-value: the interval at level ``1 − p`` just reaches 0;
+    - ``p``: two-sided bootstrap p-value of ``b − a = null`` (default 0)
+      ``min(1, 2 · min((1 + #{d* ≤ null}) / (B + 1), (1 + #{d* ≥ null}) / (B + 1)))`` over
+      the ``B = n_boot`` replicates ``d*``; the +1 counts the observed sample among the
+      resamples, so p is never 0 (at least ``2 / (B + 1)``: raise ``n_boot`` when many
+      tests are corrected together, see :func:`holm`). It is the percentile-interval
+      p-value: the interval at level ``1 − p`` just reaches ``null``. A non-zero ``null``
+      tests a margin (non-inferiority: is the difference beyond ``−tolerance``?);
     - ``n_seeds``: pairs used; ``n_points``: points used per pair (a list).
     """
     _check_level(level)
@@ -242,16 +255,43 @@ def paired_bootstrap(a_per_seed, b_per_seed, *, level: float = 0.95, n_boot: int
     estimate = float(np.mean([d.mean() for d in diffs]))
     reps = _replicates(diffs, n_boot, rng, resample)
     lo, hi = _interval(reps, level)
-    below = (1 + np.count_nonzero(reps <= 0)) / (n_boot + 1)
-    above = (1 + np.count_nonzero(reps >= 0)) / (n_boot + 1)
-    p = float(min(1.0, 2.0 * min(below, above)))
-    return {"diff": estimate, "lo": lo, "hi": hi, "p": p,
+    return {"diff": estimate, "lo": lo, "hi": hi, "p": _p_value(reps, null),
             "n_seeds": len(diffs), "n_points": sizes}
+
+
+def unpaired_bootstrap(a_per_seed, b_per_seed, *, level: float = 0.95, n_boot: int = 2000,
+                       seed: int = 0, resample: str = "auto", null: float = 0.0) -> dict:
+    """The difference b − a of two methods whose results cannot be paired point by point.
+
+    For results without per-point data (only each run's accuracy and ``n``: pass
+    ``round(acc · n)`` ones of ``n`` per seed) or one value per seed (timings: pass one
+    one-element array per seed, and the point level is trivial: a bootstrap over seeds).
+    Each side is resampled independently with the two-level bootstrap of
+    :func:`hierarchical_bootstrap_ci` (its seeds, then its points), and each replicate of
+    the difference is b's replicate minus a's. Seeds are not paired and sides may have
+    different numbers of seeds and points. Without the pairing the interval is wider than
+    :func:`paired_bootstrap`'s on the same models whenever the two methods agree on most
+    points (the usual case), so prefer that one where per-point results exist.
+
+    Returns the dict of :func:`paired_bootstrap` (``diff``, ``lo``, ``hi``, ``p`` against
+    ``null``), with ``n_seeds`` and ``n_points`` as pairs ``(a's, b's)``: seed counts, and
+    lists of points per seed.
+    """
+    _check_level(level)
+    a_arr, b_arr = _as_arrays(a_per_seed), _as_arrays(b_per_seed)
+    rng = np.random.default_rng(seed)
+    estimate = float(np.mean([x.mean() for x in b_arr]) - np.mean([x.mean() for x in a_arr]))
+    reps = _replicates(b_arr, n_boot, rng, resample) - _replicates(a_arr, n_boot, rng, resample)
+    lo, hi = _interval(reps, level)
+    return {"diff": estimate, "lo": lo, "hi": hi, "p": _p_value(reps, null),
+            "n_seeds": (len(a_arr), len(b_arr)),
+            "n_points": ([x.size for x in a_arr], [x.size for x in b_arr])}
 
 
 # ----------------------------------------------------------------------------- verdicts
 
-def verdict(diff: float, lo: float, hi: float, expect: str, tolerance: float = 0.0) -> str:
+def verdict(diff: float, lo: float, hi: float, expect: str, tolerance: float = 0.0, *,
+            p: float | None = None, alpha: float = 0.05) -> str:
     """What an interval ``[lo, hi]`` for the difference (method − baseline) says of a claim.
 
     All quantities share one unit (fractions or points: the caller's choice).
@@ -265,12 +305,21 @@ def verdict(diff: float, lo: float, hi: float, expect: str, tolerance: float = 0
       pass ``(−diff, −hi, −lo)``;
     - otherwise ``within noise`` (also when a bound is NaN).
 
+    With ``p`` (the test's p-value, adjusted for multiplicity by the caller, e.g. with
+    :func:`holm`), ``supported`` and ``contradicted`` also need ``p < alpha``; a NaN ``p``
+    then gives ``within noise``. Without it the interval alone decides (an exact
+    difference: pass ``lo = hi = diff``).
+
     ``diff`` is not used by the decision (the interval decides); it is accepted so callers
     can pass a result row whole. It is not checked against ``[lo, hi]``: a percentile
     interval may, rarely, not contain the observed value.
     """
     if tolerance < 0:
         raise ValueError("tolerance must be >= 0")
+    if expect not in ("higher", "lower", "keep"):
+        raise ValueError(f"expect must be 'higher', 'lower' or 'keep', got {expect!r}")
+    if p is not None and not p < alpha:  # NaN too
+        return WITHIN_NOISE
     if expect == "higher":
         if lo > 0:
             return SUPPORTED
@@ -286,8 +335,6 @@ def verdict(diff: float, lo: float, hi: float, expect: str, tolerance: float = 0
             return SUPPORTED
         if hi < -tolerance:
             return CONTRADICTED
-    else:
-        raise ValueError(f"expect must be 'higher', 'lower' or 'keep', got {expect!r}")
     return WITHIN_NOISE
 
 
