@@ -111,6 +111,8 @@ class TrainContext:
     base_adversarial: bool = False
     peak_lr: float | None = None
     # ``step_loss(batch)`` runs the base's objective on a batch: an LR finder's probe steps.
+    # When ``batch.x_adv`` is already set, the base does not attack again: its
+    # ``ctx.attack`` returns that ``x_adv`` (AWP's weight ascent on the step's own examples).
     step_loss: Callable[[Batch], torch.Tensor] | None = None
     execution: Execution = field(default_factory=Execution)
 
@@ -281,6 +283,11 @@ class Modifier(Resumable):
     def on_epoch_start(self, ctx: TrainContext) -> None: ...
     def criterion(self, ctx: TrainContext) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
         return None
+    def after_attack(self, ctx: TrainContext, batch: Batch, x_adv: torch.Tensor) -> None:
+        """Inside the base's loss, once per step: right after the base's first ``ctx.attack``
+        returns ``x_adv`` and before the base trains on it (AWP perturbs the weights here).
+        Never called for attacks run outside a step (AccelAT's validation), nor for bases
+        that craft their examples without ``ctx.attack``."""
     def extra_loss(self, ctx: TrainContext, batch: Batch) -> torch.Tensor | None:
         return None
     def before_step(self, ctx: TrainContext, batch: Batch) -> None: ...

@@ -34,6 +34,13 @@ COMPOSITIONS = {
     "trades+ews": {"trades": PGD, "ews": {"interval": 2}},
     "pgd_at+ews_random": {"pgd_at": PGD},
     "pgd_at+ews_l1": {"pgd_at": PGD},
+    "fgsm": {},
+    "n_fgsm": {},
+    "gradalign": {},
+    "atas": {"atas": {"warmup": 1, "reset": 2}},  # warm-up, then adaptive; a reset at epoch 2
+    "mart": {"mart": PGD},
+    "pgd_at+awp": {"pgd_at": PGD, "awp": {"warmup": 1}},  # epoch 0 without, then with AWP
+    "trades+awp": {"trades": PGD},
 }
 
 

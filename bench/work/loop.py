@@ -92,7 +92,7 @@ def train(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext, *,
         ctx.optimizer = base.optimizer(ctx)
         ctx.base_adversarial = base.adversarial
         ctx.peak_lr = getattr(base.config, "lr", None)
-        ctx.step_loss = lambda batch: base.loss(ctx, batch)
+        ctx.step_loss = lambda batch: _replayed_loss(base, ctx, batch)
         for mod in modifiers:
             crit = mod.criterion(ctx)
             if crit is not None:
@@ -133,7 +133,8 @@ def train(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext, *,
                     lr = _set_lr(base, modifiers, ctx, (epoch + i / ctx.steps_per_epoch) / epochs)
                     with meter.step(_step_cost_key(base, modifiers, ctx, batch), ctx.step):
                         with autocast():  # forward passes only; backward runs outside
-                            loss = _scalar(base.loss(ctx, batch), f"{base.name}.loss")
+                            loss = _scalar(_base_loss(base, modifiers, ctx, batch),
+                                           f"{base.name}.loss")
                             for mod in modifiers:
                                 extra = mod.extra_loss(ctx, batch)
                                 if extra is not None:
@@ -268,6 +269,43 @@ def _autocast(device: torch.device, precision: str) -> Callable[[], AbstractCont
     if precision == "bf16":
         return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext
+
+
+def _base_loss(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext,
+               batch: Batch) -> torch.Tensor:
+    """The base's loss for one step, with the modifiers' ``after_attack`` hooks run when
+    the base's first ``ctx.attack`` returns. ``ctx.attack`` is wrapped for this call only,
+    so attacks a method runs elsewhere (AccelAT's validation) never reach the hooks."""
+    hooked = [m for m in modifiers if type(m).after_attack is not Modifier.after_attack]
+    if not hooked:
+        return base.loss(ctx, batch)
+    attack = ctx.attack
+
+    def attack_then_hooks(*args, **kwargs) -> torch.Tensor:
+        x_adv = attack(*args, **kwargs)
+        ctx.attack = attack  # once per step: a second attack goes straight through
+        for mod in hooked:
+            mod.after_attack(ctx, batch, x_adv)
+        return x_adv
+
+    ctx.attack = attack_then_hooks
+    try:
+        return base.loss(ctx, batch)
+    finally:
+        ctx.attack = attack
+
+
+def _replayed_loss(base: Base, ctx: TrainContext, batch: Batch) -> torch.Tensor:
+    """``ctx.step_loss``: the base's loss on ``batch``; when ``batch.x_adv`` is set, the
+    base's ``ctx.attack`` returns it instead of attacking again."""
+    if batch.x_adv is None:
+        return base.loss(ctx, batch)
+    crafted, attack = batch.x_adv, ctx.attack
+    ctx.attack = lambda *args, **kwargs: crafted
+    try:
+        return base.loss(ctx, batch)
+    finally:
+        ctx.attack = attack
 
 
 def _step_cost_key(base: Base, modifiers: Sequence[Modifier], ctx: TrainContext,
